@@ -1,0 +1,34 @@
+/**
+ * Compiles the operator's configuration into the dataplane's specification:
+ * addresses as numbers, protocols as IP protocol numbers.
+ */
+import type { DataplaneSpec } from "../dataplane/service.ts";
+import { parseIpv4Address, PROTO_TCP, PROTO_UDP } from "../dataplane/wire/ipv4.ts";
+import type { ApplianceConfig } from "./config.ts";
+
+/** Connections one worker can track (the table's memory is committed as it fills). */
+export const DEFAULT_MAX_CONNECTIONS = 1 << 20;
+
+function addr(s: string): number {
+  const n = parseIpv4Address(s);
+  // The configuration was validated; a bad address here is a programming error.
+  if (n === null) throw new Error(`unvalidated address ${s}`);
+  return n;
+}
+
+/** Turns a validated configuration into what the dataplane runs. */
+export function compileDataplaneSpec(config: ApplianceConfig): DataplaneSpec {
+  return {
+    timeouts: { ...config.timeouts },
+    maxConnections: DEFAULT_MAX_CONNECTIONS,
+    services: config.services.map((s) => ({
+      name: s.name,
+      protocol: s.protocol === "tcp" ? PROTO_TCP : PROTO_UDP,
+      vip: addr(s.vip),
+      port: s.port,
+      scheduler: s.scheduler,
+      forward: s.forward,
+      reals: s.reals.map((r) => ({ addr: addr(r.address), port: r.port, weight: r.weight })),
+    })),
+  };
+}

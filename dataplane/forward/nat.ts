@@ -1,0 +1,74 @@
+/**
+ * NAT (ipvsadm -m, "Masq"): requests get the real's address and port as
+ * destination, replies get the VIP and service port back as source. Both are
+ * rewritten in place with incremental checksum updates (RFC 1624).
+ */
+import { get16, get32, set16, set32 } from "../wire/bytes.ts";
+import { adjust16, adjust32 } from "../wire/checksum.ts";
+import {
+  ipHeaderChecksum,
+  IPV4_DST_OFFSET,
+  IPV4_SRC_OFFSET,
+  PROTO_TCP,
+  setIpHeaderChecksum,
+} from "../wire/ipv4.ts";
+import { TCP_CHECKSUM_OFFSET } from "../wire/tcp.ts";
+import { adjustUdpChecksum16, adjustUdpChecksum32, UDP_CHECKSUM_OFFSET } from "../wire/udp.ts";
+
+/** Rewrites a client's packet to the real: destination becomes `addr`:`port`. */
+export function natOriginal(
+  b: Uint8Array,
+  off: number,
+  l4: number,
+  proto: number,
+  addr: number,
+  port: number,
+): void {
+  rewrite(b, off, l4, proto, IPV4_DST_OFFSET, 2, addr, port);
+}
+
+/** Rewrites a real's reply to the client: source becomes `addr`:`port` (the VIP). */
+export function natReply(
+  b: Uint8Array,
+  off: number,
+  l4: number,
+  proto: number,
+  addr: number,
+  port: number,
+): void {
+  rewrite(b, off, l4, proto, IPV4_SRC_OFFSET, 0, addr, port);
+}
+
+/**
+ * Replaces one address (at `addrAt` in the IP header) and the matching port
+ * (at `portAt` in the TCP/UDP header, which keep ports at the same offsets),
+ * fixing the IP header checksum and the L4 checksum, whose pseudo header
+ * covers the address too.
+ */
+function rewrite(
+  b: Uint8Array,
+  off: number,
+  l4: number,
+  proto: number,
+  addrAt: number,
+  portAt: number,
+  addr: number,
+  port: number,
+): void {
+  const oldAddr = get32(b, off + addrAt);
+  const oldPort = get16(b, l4 + portAt);
+  setIpHeaderChecksum(b, off, adjust32(ipHeaderChecksum(b, off), oldAddr, addr));
+  set32(b, off + addrAt, addr);
+  if (proto === PROTO_TCP) {
+    const at = l4 + TCP_CHECKSUM_OFFSET;
+    set16(b, at, adjust16(adjust32(get16(b, at), oldAddr, addr), oldPort, port));
+  } else {
+    const at = l4 + UDP_CHECKSUM_OFFSET;
+    set16(
+      b,
+      at,
+      adjustUdpChecksum16(adjustUdpChecksum32(get16(b, at), oldAddr, addr), oldPort, port),
+    );
+  }
+  set16(b, l4 + portAt, port);
+}

@@ -1,0 +1,69 @@
+/**
+ * The libc symbols the dataplane calls through Deno FFI, opened once per thread.
+ *
+ * Synchronous symbols run on the calling thread, so `errno()` read right after a
+ * failed call belongs to that call. Only `poll` is non-blocking: it runs on
+ * Deno's FFI thread pool so that an idle worker waits without holding its thread.
+ */
+
+const SYMBOLS = {
+  open: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // ssize_t results fit an i32 for packet-sized transfers; i32 keeps the fast call path.
+  read: { parameters: ["i32", "pointer", "usize"], result: "i32" },
+  write: { parameters: ["i32", "pointer", "usize"], result: "i32" },
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  sendto: {
+    parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"],
+    result: "i32",
+  },
+  __errno_location: { parameters: [], result: "pointer" },
+  strerror: { parameters: ["i32"], result: "pointer" },
+} as const;
+
+/** The opened libc library with the symbols above. */
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let lib: Deno.DynamicLibrary<typeof SYMBOLS> | null = null;
+
+/** Opens libc once for this thread (each Worker has its own copy). */
+export function libc(): Libc {
+  if (lib === null) lib = Deno.dlopen("libc.so.6", SYMBOLS);
+  return lib.symbols;
+}
+
+/** Reads errno of the last failed libc call made on this thread. */
+export function errno(): number {
+  const p = libc().__errno_location();
+  return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32(0);
+}
+
+/** Describes an errno value the way libc does ("Operation not permitted"). */
+export function strerror(code: number): string {
+  const p = libc().strerror(code);
+  return p === null ? `errno ${code}` : Deno.UnsafePointerView.getCString(p);
+}
+
+/**
+ * A byte count for a `usize` parameter. FFI accepts plain numbers for 64-bit
+ * parameters (only the declared type says bigint), and a number keeps the call
+ * allocation-free.
+ */
+export function size(n: number): bigint {
+  return n as unknown as bigint;
+}
+
+/** errno values the dataplane reacts to. */
+export const Errno = {
+  EPERM: 1,
+  ENOENT: 2,
+  EINTR: 4,
+  EAGAIN: 11,
+  EACCES: 13,
+  EBUSY: 16,
+  ENODEV: 19,
+  EINVAL: 22,
+} as const;

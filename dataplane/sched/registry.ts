@@ -1,0 +1,19 @@
+import { RoundRobin } from "./round_robin.ts";
+import type { Scheduler } from "./scheduler.ts";
+import { WeightedRoundRobin } from "./weighted_round_robin.ts";
+
+/** Scheduler names the dataplane implements, as ipvsadm spells them. */
+export const SCHEDULER_NAMES = ["rr", "wrr"] as const;
+
+/** A scheduler name the dataplane implements. */
+export type SchedulerName = typeof SCHEDULER_NAMES[number];
+
+/** Makes a fresh scheduler instance for one service. */
+export function createScheduler(name: SchedulerName): Scheduler {
+  switch (name) {
+    case "rr":
+      return new RoundRobin();
+    case "wrr":
+      return new WeightedRoundRobin();
+  }
+}

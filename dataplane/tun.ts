@@ -1,0 +1,229 @@
+/**
+ * A Linux TUN device opened through FFI: raw IPv4 packets in and out, in
+ * batches, over one preallocated buffer.
+ */
+import { Errno, errno, libc, size, strerror } from "./libc.ts";
+
+const TUNSETIFF = 0x400454ca;
+const IFF_TUN = 0x0001;
+const IFF_NO_PI = 0x1000;
+const O_RDWR = 0o2;
+const O_CLOEXEC = 0o2000000;
+const F_GETFL = 3;
+const F_SETFL = 4;
+const O_NONBLOCK = 0o4000;
+const POLLIN = 0x001;
+const IFNAMSIZ = 16;
+
+/** The largest IPv4 packet; one batch slot holds exactly one. */
+export const MAX_PACKET = 65535;
+
+/** Why a TUN device could not be opened, in words an operator can act on. */
+export class TunError extends Error {
+  /** Creates the error; `code` is the errno behind it, 0 if none. */
+  constructor(message: string, readonly code: number) {
+    super(message);
+    this.name = "TunError";
+  }
+}
+
+/**
+ * Packets of one read or write round: `count` slots of `MAX_PACKET` bytes in one
+ * buffer, with each slot's length. Slot pointers are made once so the per-packet
+ * FFI calls allocate nothing.
+ */
+export class PacketBatch {
+  /** All slots, back to back. */
+  readonly buf: Uint8Array;
+  /** Length of the packet in each slot; a negative length means "do not write". */
+  readonly lengths: Int32Array;
+  /** Number of filled slots. */
+  count = 0;
+  readonly #pointers: Deno.PointerObject[];
+
+  /** Allocates `slots` packet slots. */
+  constructor(readonly slots: number) {
+    this.buf = new Uint8Array(slots * MAX_PACKET);
+    this.lengths = new Int32Array(slots);
+    const base = Deno.UnsafePointer.of(this.buf)!;
+    this.#pointers = Array.from(
+      { length: slots },
+      (_, i) => Deno.UnsafePointer.offset(base, i * MAX_PACKET)!,
+    );
+  }
+
+  /** Byte offset of slot `i` in `buf`. */
+  offset(i: number): number {
+    return i * MAX_PACKET;
+  }
+
+  /** Pointer to slot `i`, for FFI calls. */
+  pointer(i: number): Deno.PointerObject {
+    return this.#pointers[i];
+  }
+}
+
+/** What a batch write did. */
+export interface WriteResult {
+  written: number;
+  failed: number;
+}
+
+/** An open TUN device (IFF_TUN | IFF_NO_PI) with a non-blocking descriptor. */
+export class TunDevice {
+  readonly #pollfd = new Uint8Array(8);
+  #closed = false;
+
+  private constructor(readonly fd: number, readonly name: string) {
+    const view = new DataView(this.#pollfd.buffer);
+    view.setInt32(0, fd, true);
+    view.setInt16(4, POLLIN, true);
+  }
+
+  /** Creates (or fails clearly to create) the TUN interface `name`. */
+  static open(name: string): TunDevice {
+    validateInterfaceName(name);
+    if (interfaceExists(name)) {
+      throw new TunError(
+        `cannot create TUN device ${name}: an interface named ${name} already exists ` +
+          `(another tunvs running, or choose another dataplane.tun name)`,
+        Errno.EBUSY,
+      );
+    }
+    const c = libc();
+    const fd = c.open(cString("/dev/net/tun"), O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0) {
+      const e = errno();
+      if (e === Errno.ENOENT || e === Errno.ENODEV) {
+        throw new TunError(
+          "cannot open /dev/net/tun: no such device; load the tun module (modprobe tun) " +
+            "or create the node (mkdir -p /dev/net && mknod /dev/net/tun c 10 200)",
+          e,
+        );
+      }
+      if (e === Errno.EACCES || e === Errno.EPERM) {
+        throw new TunError(
+          "cannot open /dev/net/tun: permission denied; tunvs needs root or CAP_NET_ADMIN",
+          e,
+        );
+      }
+      throw new TunError(`cannot open /dev/net/tun: ${strerror(e)}`, e);
+    }
+    const ifr = new Uint8Array(40);
+    ifr.set(new TextEncoder().encode(name));
+    new DataView(ifr.buffer).setInt16(IFNAMSIZ, IFF_TUN | IFF_NO_PI, true);
+    if (c.ioctl(fd, BigInt(TUNSETIFF), ifr) < 0) {
+      const e = errno();
+      c.close(fd);
+      if (e === Errno.EPERM || e === Errno.EACCES) {
+        throw new TunError(
+          `cannot create TUN device ${name}: operation not permitted; ` +
+            "tunvs needs root or CAP_NET_ADMIN",
+          e,
+        );
+      }
+      if (e === Errno.EBUSY || e === Errno.EINVAL) {
+        throw new TunError(
+          `cannot create TUN device ${name}: the name is already in use (${strerror(e)})`,
+          e,
+        );
+      }
+      throw new TunError(`cannot create TUN device ${name}: ${strerror(e)}`, e);
+    }
+    const flags = c.fcntl(fd, F_GETFL, 0);
+    if (flags < 0 || c.fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+      const e = errno();
+      c.close(fd);
+      throw new TunError(`cannot make ${name} non-blocking: ${strerror(e)}`, e);
+    }
+    return new TunDevice(fd, name);
+  }
+
+  /** Wraps a descriptor opened elsewhere in this process (a worker taking over the device). */
+  static adopt(fd: number, name: string): TunDevice {
+    return new TunDevice(fd, name);
+  }
+
+  /**
+   * Reads packets into `batch` until the queue is empty or the batch is full;
+   * returns how many were read. Never blocks.
+   */
+  readBatch(batch: PacketBatch): number {
+    const c = libc();
+    let n = 0;
+    while (n < batch.slots) {
+      const r = c.read(this.fd, batch.pointer(n), size(MAX_PACKET));
+      if (r < 0) {
+        const e = errno();
+        if (e === Errno.EAGAIN || e === Errno.EINTR) break;
+        throw new TunError(`read from ${this.name} failed: ${strerror(e)}`, e);
+      }
+      if (r === 0) break;
+      batch.lengths[n++] = r;
+    }
+    batch.count = n;
+    return n;
+  }
+
+  /** Writes every slot of `batch` with a non-negative length. */
+  writeBatch(batch: PacketBatch): WriteResult {
+    const c = libc();
+    let written = 0;
+    let failed = 0;
+    for (let i = 0; i < batch.count; i++) {
+      const len = batch.lengths[i];
+      if (len <= 0) continue;
+      if (c.write(this.fd, batch.pointer(i), size(len)) === len) written++;
+      else failed++;
+    }
+    return { written, failed };
+  }
+
+  /** Writes one packet from `bytes` (control-rate traffic such as replies the engine makes). */
+  writePacket(bytes: Uint8Array): boolean {
+    const p = Deno.UnsafePointer.of(bytes as Uint8Array<ArrayBuffer>);
+    return p !== null && libc().write(this.fd, p, size(bytes.length)) === bytes.length;
+  }
+
+  /** Waits off-thread until a packet is readable or `timeoutMs` passes. */
+  async waitReadable(timeoutMs: number): Promise<boolean> {
+    const r = await libc().poll(this.#pollfd, 1n, timeoutMs);
+    return r > 0;
+  }
+
+  /** Closes the descriptor; the kernel removes the (non-persistent) interface with it. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    libc().close(this.fd);
+  }
+}
+
+/** Throws a TunError unless `name` is a valid Linux interface name. */
+export function validateInterfaceName(name: string): void {
+  if (
+    name.length === 0 || new TextEncoder().encode(name).length >= IFNAMSIZ ||
+    name === "." || name === ".." || /[\s/:]/.test(name)
+  ) {
+    throw new TunError(
+      `invalid interface name ${JSON.stringify(name)}: 1-15 bytes, no '/', ':' or spaces`,
+      Errno.EINVAL,
+    );
+  }
+}
+
+function interfaceExists(name: string): boolean {
+  try {
+    Deno.statSync(`/sys/class/net/${name}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function cString(s: string): Uint8Array<ArrayBuffer> {
+  const bytes = new TextEncoder().encode(s);
+  const out = new Uint8Array(bytes.length + 1);
+  out.set(bytes);
+  return out;
+}

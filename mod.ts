@@ -1,0 +1,76 @@
+/**
+ * tunvs: a user-space Linux Virtual Server. Command line entry point.
+ */
+import { parseArgs } from "node:util";
+import denoJson from "./deno.json" with { type: "json" };
+import { runAppliance } from "./control/appliance.ts";
+import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig } from "./control/config.ts";
+
+/** The version this build reports. */
+export const VERSION: string = denoJson.version;
+
+const USAGE = `tunvs ${VERSION}: a user-space Linux Virtual Server on a TUN device
+
+usage:
+  tunvs run [--config FILE]    run the appliance in the foreground (needs root or CAP_NET_ADMIN)
+  tunvs check [FILE]           validate a configuration without touching the host
+  tunvs version                print the version
+
+FILE defaults to ./${DEFAULT_CONFIG_PATH}.
+`;
+
+/** Runs the command line `args`; returns the process exit code. */
+export async function main(args: string[]): Promise<number> {
+  const [command, ...rest] = args;
+  try {
+    switch (command) {
+      case "run": {
+        const { values } = parseArgs({
+          args: rest,
+          options: { config: { type: "string", short: "c", default: DEFAULT_CONFIG_PATH } },
+          strict: true,
+          allowPositionals: false,
+        });
+        return await runAppliance(values.config!);
+      }
+      case "check": {
+        const { positionals } = parseArgs({ args: rest, strict: true, allowPositionals: true });
+        if (positionals.length > 1) throw new UsageError("check takes one configuration file");
+        const file = positionals[0] ?? DEFAULT_CONFIG_PATH;
+        const config = await loadConfig(file);
+        const reals = config.services.reduce((n, s) => n + s.reals.length, 0);
+        console.log(`${file}: ok (${config.services.length} services, ${reals} reals)`);
+        return 0;
+      }
+      case "version":
+      case "--version":
+        console.log(`tunvs ${VERSION}`);
+        return 0;
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        console.log(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      return 2;
+    }
+    if (
+      err instanceof UsageError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")
+    ) {
+      console.error(`tunvs: ${(err as Error).message}\n\n${USAGE}`);
+      return 2;
+    }
+    console.error(`tunvs: ${(err as Error).message}`);
+    return 1;
+  }
+}
+
+class UsageError extends Error {}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
