@@ -16,6 +16,8 @@ import {
   visit,
 } from "yaml";
 import { z } from "zod";
+import { SCHEDULER_NAMES, type SchedulerName } from "../dataplane/sched/registry.ts";
+import { FORWARD_METHODS as FORWARD_METHOD_NAMES, type ForwardName } from "../dataplane/service.ts";
 import { parseIpv4Address } from "../dataplane/wire/ipv4.ts";
 
 /** Config file read when no path is given on the command line. */
@@ -26,15 +28,14 @@ export const PROTOCOLS = ["tcp", "udp"] as const;
 /** A transport protocol name accepted in `services[].protocol`. */
 export type Protocol = (typeof PROTOCOLS)[number];
 
-/** Scheduler names accepted in `services[].scheduler`. */
-export const SCHEDULERS = ["rr", "wrr"] as const;
-/** A scheduler name accepted in `services[].scheduler`. */
-export type SchedulerName = (typeof SCHEDULERS)[number];
+/** Scheduler names accepted in `services[].scheduler`: those the dataplane implements. */
+export const SCHEDULERS = SCHEDULER_NAMES;
+export type { SchedulerName };
 
-/** Forwarding methods accepted in `services[].forward`. */
-export const FORWARD_METHODS = ["nat"] as const;
+/** Forwarding methods accepted in `services[].forward`: those the dataplane implements. */
+export const FORWARD_METHODS = Object.keys(FORWARD_METHOD_NAMES) as [ForwardName, ...ForwardName[]];
 /** A forwarding method accepted in `services[].forward`. */
-export type ForwardMethod = (typeof FORWARD_METHODS)[number];
+export type ForwardMethod = ForwardName;
 
 /** Values used for keys the operator leaves out. */
 export const CONFIG_DEFAULTS = {

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { get16 } from "./bytes.ts";
 
 /** Bytes summed between carry folds: 8192 words keeps the running sum below 2^30 (a V8 Smi). */
 const FOLD_BLOCK_BYTES = 16384;
@@ -26,7 +27,7 @@ export function sum16(b: Uint8Array, off: number, len: number, initial = 0): num
   let i = off;
   while (i < end) {
     const blockEnd = end - i > FOLD_BLOCK_BYTES ? i + FOLD_BLOCK_BYTES : end;
-    for (; i < blockEnd; i += 2) sum += (b[i] << 8) | b[i + 1];
+    for (; i < blockEnd; i += 2) sum += get16(b, i);
     sum = (sum & 0xffff) + (sum >>> 16);
   }
   if (len & 1) sum += b[end] << 8;
@@ -119,6 +120,6 @@ export function ipv4L4ChecksumOk(
   l4Len: number,
   proto: number,
 ): boolean {
-  if (proto === 17 && ((b[l4Off + 6] << 8) | b[l4Off + 7]) === 0) return true;
+  if (proto === 17 && (get16(b, l4Off + 6)) === 0) return true;
   return l4Checksum(b, ipOff, l4Off, l4Len, proto) === 0;
 }

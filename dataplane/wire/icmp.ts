@@ -7,6 +7,7 @@
  * @module
  */
 
+import { get16, set16 } from "./bytes.ts";
 import { checksum } from "./checksum.ts";
 
 /** Size of the fixed ICMP header (type, code, checksum, 4 type-specific bytes). */
@@ -51,7 +52,7 @@ export function icmpCode(b: Uint8Array, off: number): number {
 
 /** Checksum field as stored. */
 export function icmpChecksum(b: Uint8Array, off: number): number {
-  return (b[off + 2] << 8) | b[off + 3];
+  return get16(b, off + 2);
 }
 
 /** Stores the message type (checksum untouched). */
@@ -66,29 +67,27 @@ export function setIcmpCode(b: Uint8Array, off: number, code: number): void {
 
 /** Stores the checksum field. */
 export function setIcmpChecksum(b: Uint8Array, off: number, check: number): void {
-  b[off + 2] = check >>> 8;
-  b[off + 3] = check;
+  set16(b, off + 2, check);
 }
 
 /** Echo request/reply identifier. */
 export function icmpId(b: Uint8Array, off: number): number {
-  return (b[off + 4] << 8) | b[off + 5];
+  return get16(b, off + 4);
 }
 
 /** Stores the echo identifier (checksum untouched). */
 export function setIcmpId(b: Uint8Array, off: number, id: number): void {
-  b[off + 4] = id >>> 8;
-  b[off + 5] = id;
+  set16(b, off + 4, id);
 }
 
 /** Echo request/reply sequence number. */
 export function icmpSeq(b: Uint8Array, off: number): number {
-  return (b[off + 6] << 8) | b[off + 7];
+  return get16(b, off + 6);
 }
 
 /** Next-hop MTU of a fragmentation-needed message (RFC 1191); 0 from routers predating it. */
 export function icmpNextHopMtu(b: Uint8Array, off: number): number {
-  return (b[off + 6] << 8) | b[off + 7];
+  return get16(b, off + 6);
 }
 
 /** True for the types that are error messages quoting an offending datagram. */

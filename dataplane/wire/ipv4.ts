@@ -8,6 +8,7 @@
  * @module
  */
 
+import { get16, get32, set16, set32 } from "./bytes.ts";
 import { checksum, sum16 } from "./checksum.ts";
 
 /** Smallest valid IPv4 header (IHL 5). */
@@ -66,12 +67,12 @@ export function ipTos(b: Uint8Array, off: number): number {
 
 /** Total length field: header plus payload, in bytes. */
 export function ipTotalLength(b: Uint8Array, off: number): number {
-  return (b[off + 2] << 8) | b[off + 3];
+  return get16(b, off + 2);
 }
 
 /** Identification field. */
 export function ipId(b: Uint8Array, off: number): number {
-  return (b[off + 4] << 8) | b[off + 5];
+  return get16(b, off + 4);
 }
 
 /** The 3 flag bits (reserved, DF, MF) as a number 0..7. */
@@ -111,35 +112,27 @@ export function ipProtocol(b: Uint8Array, off: number): number {
 
 /** Header checksum field as stored. */
 export function ipHeaderChecksum(b: Uint8Array, off: number): number {
-  return (b[off + 10] << 8) | b[off + 11];
+  return get16(b, off + 10);
 }
 
 /** Source address as a host-order uint32. */
 export function ipSrc(b: Uint8Array, off: number): number {
-  return ((b[off + 12] << 24) | (b[off + 13] << 16) | (b[off + 14] << 8) | b[off + 15]) >>> 0;
+  return get32(b, off + 12);
 }
 
 /** Destination address as a host-order uint32. */
 export function ipDst(b: Uint8Array, off: number): number {
-  return ((b[off + 16] << 24) | (b[off + 17] << 16) | (b[off + 18] << 8) | b[off + 19]) >>> 0;
-}
-
-/** Writes a 32-bit big-endian value; typed-array writes past the end are silently dropped. */
-function put32(b: Uint8Array, i: number, v: number): void {
-  b[i] = v >>> 24;
-  b[i + 1] = v >>> 16;
-  b[i + 2] = v >>> 8;
-  b[i + 3] = v;
+  return get32(b, off + 16);
 }
 
 /** Stores the source address (does not touch any checksum). */
 export function setIpSrc(b: Uint8Array, off: number, addr: number): void {
-  put32(b, off + 12, addr);
+  set32(b, off + 12, addr);
 }
 
 /** Stores the destination address (does not touch any checksum). */
 export function setIpDst(b: Uint8Array, off: number, addr: number): void {
-  put32(b, off + 16, addr);
+  set32(b, off + 16, addr);
 }
 
 /** Stores the TTL (does not touch the header checksum). */
@@ -149,14 +142,12 @@ export function setIpTtl(b: Uint8Array, off: number, ttl: number): void {
 
 /** Stores the header checksum field. */
 export function setIpHeaderChecksum(b: Uint8Array, off: number, check: number): void {
-  b[off + 10] = check >>> 8;
-  b[off + 11] = check;
+  set16(b, off + 10, check);
 }
 
 /** Stores the total length field (does not touch the header checksum). */
 export function setIpTotalLength(b: Uint8Array, off: number, len: number): void {
-  b[off + 2] = len >>> 8;
-  b[off + 3] = len;
+  set16(b, off + 2, len);
 }
 
 /** Header checksum over IHL*4 bytes with the checksum field itself treated as zero. */
@@ -182,7 +173,7 @@ export function parseIpv4(b: Uint8Array, off: number, len: number): number {
   if (b[off] >>> 4 !== 4) return Ipv4Parse.BAD_VERSION;
   const ihl = (b[off] & 0x0f) << 2;
   if (ihl < IPV4_MIN_HEADER) return Ipv4Parse.BAD_IHL;
-  const total = (b[off + 2] << 8) | b[off + 3];
+  const total = get16(b, off + 2);
   if (total < ihl || total > len) return Ipv4Parse.BAD_TOTAL_LENGTH;
   if (checksum(b, off, ihl) !== 0) return Ipv4Parse.BAD_HEADER_CHECKSUM;
   return Ipv4Parse.OK;

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { get16, get32, set16, set32 } from "./bytes.ts";
 
 /** Smallest valid TCP header (data offset 5). */
 export const TCP_MIN_HEADER = 20;
@@ -54,50 +55,42 @@ export const TCP_PARSE_REASONS: readonly string[] = ["ok", "too_short", "bad_dat
 
 /** Source port. */
 export function tcpSrcPort(b: Uint8Array, off: number): number {
-  return (b[off] << 8) | b[off + 1];
+  return get16(b, off);
 }
 
 /** Destination port. */
 export function tcpDstPort(b: Uint8Array, off: number): number {
-  return (b[off + 2] << 8) | b[off + 3];
+  return get16(b, off + 2);
 }
 
 /** Stores the source port (checksum untouched). */
 export function setTcpSrcPort(b: Uint8Array, off: number, port: number): void {
-  b[off] = port >>> 8;
-  b[off + 1] = port;
+  set16(b, off, port);
 }
 
 /** Stores the destination port (checksum untouched). */
 export function setTcpDstPort(b: Uint8Array, off: number, port: number): void {
-  b[off + 2] = port >>> 8;
-  b[off + 3] = port;
+  set16(b, off + 2, port);
 }
 
 /** Sequence number as uint32. */
 export function tcpSeq(b: Uint8Array, off: number): number {
-  return ((b[off + 4] << 24) | (b[off + 5] << 16) | (b[off + 6] << 8) | b[off + 7]) >>> 0;
+  return get32(b, off + 4);
 }
 
 /** Acknowledgment number as uint32. */
 export function tcpAck(b: Uint8Array, off: number): number {
-  return ((b[off + 8] << 24) | (b[off + 9] << 16) | (b[off + 10] << 8) | b[off + 11]) >>> 0;
+  return get32(b, off + 8);
 }
 
 /** Stores the sequence number (checksum untouched). */
 export function setTcpSeq(b: Uint8Array, off: number, seq: number): void {
-  b[off + 4] = seq >>> 24;
-  b[off + 5] = seq >>> 16;
-  b[off + 6] = seq >>> 8;
-  b[off + 7] = seq;
+  set32(b, off + 4, seq);
 }
 
 /** Stores the acknowledgment number (checksum untouched). */
 export function setTcpAck(b: Uint8Array, off: number, ack: number): void {
-  b[off + 8] = ack >>> 24;
-  b[off + 9] = ack >>> 16;
-  b[off + 10] = ack >>> 8;
-  b[off + 11] = ack;
+  set32(b, off + 8, ack);
 }
 
 /** Header length in bytes (data offset * 4), options included. */
@@ -112,18 +105,17 @@ export function tcpFlags(b: Uint8Array, off: number): number {
 
 /** Receive window (unscaled). */
 export function tcpWindow(b: Uint8Array, off: number): number {
-  return (b[off + 14] << 8) | b[off + 15];
+  return get16(b, off + 14);
 }
 
 /** Checksum field as stored. */
 export function tcpChecksum(b: Uint8Array, off: number): number {
-  return (b[off + 16] << 8) | b[off + 17];
+  return get16(b, off + 16);
 }
 
 /** Stores the checksum field. */
 export function setTcpChecksum(b: Uint8Array, off: number, check: number): void {
-  b[off + 16] = check >>> 8;
-  b[off + 17] = check;
+  set16(b, off + 16, check);
 }
 
 /**
@@ -170,5 +162,5 @@ export function tcpFindOption(b: Uint8Array, off: number, kind: number): number 
 export function tcpMss(b: Uint8Array, off: number): number {
   const at = tcpFindOption(b, off, TCP_OPT_MSS);
   if (at < 0 || b[at + 1] !== 4) return 0;
-  return (b[at + 2] << 8) | b[at + 3];
+  return get16(b, at + 2);
 }

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { get16, set16 } from "./bytes.ts";
 import { adjust16, adjust32 } from "./checksum.ts";
 
 /** Size of the UDP header. */
@@ -24,40 +25,37 @@ export const UDP_PARSE_REASONS: readonly string[] = ["ok", "too_short", "bad_len
 
 /** Source port. */
 export function udpSrcPort(b: Uint8Array, off: number): number {
-  return (b[off] << 8) | b[off + 1];
+  return get16(b, off);
 }
 
 /** Destination port. */
 export function udpDstPort(b: Uint8Array, off: number): number {
-  return (b[off + 2] << 8) | b[off + 3];
+  return get16(b, off + 2);
 }
 
 /** Stores the source port (checksum untouched). */
 export function setUdpSrcPort(b: Uint8Array, off: number, port: number): void {
-  b[off] = port >>> 8;
-  b[off + 1] = port;
+  set16(b, off, port);
 }
 
 /** Stores the destination port (checksum untouched). */
 export function setUdpDstPort(b: Uint8Array, off: number, port: number): void {
-  b[off + 2] = port >>> 8;
-  b[off + 3] = port;
+  set16(b, off + 2, port);
 }
 
 /** Length field: header plus payload, in bytes. */
 export function udpLength(b: Uint8Array, off: number): number {
-  return (b[off + 4] << 8) | b[off + 5];
+  return get16(b, off + 4);
 }
 
 /** Checksum field as stored (0 means the sender computed none). */
 export function udpChecksum(b: Uint8Array, off: number): number {
-  return (b[off + 6] << 8) | b[off + 7];
+  return get16(b, off + 6);
 }
 
 /** Stores the checksum field. */
 export function setUdpChecksum(b: Uint8Array, off: number, check: number): void {
-  b[off + 6] = check >>> 8;
-  b[off + 7] = check;
+  set16(b, off + 6, check);
 }
 
 /**
@@ -84,7 +82,7 @@ export function parseUdp(b: Uint8Array, off: number, l4len: number): number {
   const avail = b.length - off;
   if (l4len > avail) l4len = avail;
   if (!(l4len >= UDP_HEADER)) return UdpParse.TOO_SHORT;
-  const len = (b[off + 4] << 8) | b[off + 5];
+  const len = get16(b, off + 4);
   if (len < UDP_HEADER || len > l4len) return UdpParse.BAD_LENGTH;
   return UdpParse.OK;
 }
