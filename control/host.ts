@@ -235,7 +235,14 @@ export class HostChanges {
     for (const r of rules) {
       if (r.priority === REPLY_RULE_PRIORITY && r.table === String(REPLY_TABLE)) {
         log("removing a reply rule left by an earlier run", { priority: r.priority });
-        await ip(["rule", "del", "pref", String(REPLY_RULE_PRIORITY), "table", String(REPLY_TABLE)]);
+        await ip([
+          "rule",
+          "del",
+          "pref",
+          String(REPLY_RULE_PRIORITY),
+          "table",
+          String(REPLY_TABLE),
+        ]);
       }
     }
   }

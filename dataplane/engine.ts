@@ -21,6 +21,7 @@ import {
   ipDst,
   ipFragmentOffset,
   ipHeaderLength,
+  ipMoreFragments,
   ipProtocol,
   ipSrc,
   ipTotalLength,
@@ -33,7 +34,7 @@ import {
   setIpTtl,
 } from "./wire/ipv4.ts";
 import { parseTcp, TCP_ACK, TCP_SYN, tcpDstPort, tcpFlags, tcpSrcPort } from "./wire/tcp.ts";
-import { parseUdp, udpDstPort, udpSrcPort } from "./wire/udp.ts";
+import { parseUdp, UDP_HEADER, udpDstPort, udpSrcPort } from "./wire/udp.ts";
 
 /** What `process` returns for a packet that must not be written back. */
 export const DROP = -1;
@@ -136,7 +137,9 @@ export class Engine {
       dport = tcpDstPort(b, l4);
       flags = tcpFlags(b, l4);
     } else if (proto === PROTO_UDP) {
-      if (parseUdp(b, l4, l4len) !== 0) {
+      // A first fragment holds the UDP header but not the whole datagram its length counts.
+      const udpOk = ipMoreFragments(b, off) ? l4len >= UDP_HEADER : parseUdp(b, l4, l4len) === 0;
+      if (!udpOk) {
         this.counters[C.DROP_MALFORMED_UDP]++;
         return DROP;
       }
@@ -182,15 +185,17 @@ export class Engine {
     dst: number,
     dport: number,
   ): number {
-    const real = svc.scheduler.pick(svc, src, sport);
-    if (real < 0) {
-      this.counters[C.DROP_NO_REAL]++;
-      return -1;
-    }
     const t = this.conns;
+    // Room first: a refused connection must not move the scheduler on.
     const id = t.allocate();
     if (id < 0) {
       this.counters[C.DROP_TABLE_FULL]++;
+      return -1;
+    }
+    const real = svc.scheduler.pick(svc, src, sport);
+    if (real < 0) {
+      t.release(id);
+      this.counters[C.DROP_NO_REAL]++;
       return -1;
     }
     t.protocol[id] = proto;

@@ -68,12 +68,16 @@ export function stateTimeouts(t: Timeouts): Float64Array {
 /**
  * The state a TCP connection moves to on a segment with `flags`, seen from the
  * client (`fromClient`) or from the real server. RST wins over SYN, SYN over
- * FIN, FIN over ACK, as IPVS ranks them.
+ * FIN, FIN over ACK, as IPVS ranks them. Names follow IPVS, which sees the
+ * connection from the server's side: the client closing first is CLOSE_WAIT,
+ * the real closing first FIN_WAIT, and the second FIN leads to TIME_WAIT.
  */
 export function nextTcpState(state: number, flags: number, fromClient: boolean): number {
   const S = ConnState;
   if (flags & TCP_RST) return S.CLOSE;
   if (flags & TCP_SYN) {
+    // A stray SYN does not tear down an established connection.
+    if (state === S.ESTABLISHED) return state;
     if (fromClient) return (flags & TCP_ACK) ? state : S.SYN_RECV;
     // SYN-ACK from the real: the handshake is half done.
     return state === S.NONE || state === S.SYN_RECV ? S.SYN_RECV : state;
@@ -82,11 +86,11 @@ export function nextTcpState(state: number, flags: number, fromClient: boolean):
     switch (state) {
       case S.ESTABLISHED:
       case S.SYN_RECV:
-        return fromClient ? S.FIN_WAIT : S.CLOSE_WAIT;
+        return fromClient ? S.CLOSE_WAIT : S.FIN_WAIT;
       case S.FIN_WAIT:
-        return fromClient ? S.FIN_WAIT : S.TIME_WAIT;
+        return fromClient ? S.TIME_WAIT : S.FIN_WAIT;
       case S.CLOSE_WAIT:
-        return fromClient ? S.TIME_WAIT : S.CLOSE_WAIT;
+        return fromClient ? S.CLOSE_WAIT : S.TIME_WAIT;
       default:
         return state;
     }

@@ -136,6 +136,11 @@ export class ConnTable {
     return id;
   }
 
+  /** Returns an entry taken with `allocate` that was never linked. */
+  release(id: number): void {
+    this.#free[this.#freeTop++] = id;
+  }
+
   /** Makes connection `id` findable in both directions (one unless NO_REPLY) and schedules its expiry. */
   link(id: number, expires: number, now: number): void {
     this.#insert(

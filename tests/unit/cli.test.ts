@@ -36,7 +36,10 @@ Deno.test("tunvs check and run reject a bad file with file:line:col and exit 2",
       const r = await tunvs(...args);
       assert.equal(r.code, 2, `${args[0]}: ${r.stderr}`);
       assert.match(r.stderr, new RegExp(`${file}:3:10: services\\[0\\]\\.vip: `));
-      assert.match(r.stderr, new RegExp(`${file}:5:5: services\\[0\\]\\.colour: unknown key "colour"`));
+      assert.match(
+        r.stderr,
+        new RegExp(`${file}:5:5: services\\[0\\]\\.colour: unknown key "colour"`),
+      );
     }
   } finally {
     await Deno.remove(file);
