@@ -7,6 +7,7 @@ import { type ApplianceProcess, startAppliance } from "../../lab/appliance.ts";
 import { Lab } from "../../lab/netns.ts";
 import { curl, startHttpServer, startUdpEchoServer, udpRequest } from "../../lab/servers.ts";
 import { buildSeed000, type Seed000 } from "../../lab/topology.ts";
+import { prng } from "../fixtures/prng.ts";
 import { needsRoot } from "./root.ts";
 
 const ignore = needsRoot("seed 000 NAT end-to-end tests");
@@ -92,15 +93,10 @@ Deno.test({ name: "seed 000: build the topology and real servers", ...opts }, as
   topo = await buildSeed000(lab);
   configDir = await lab.makeTempDir("configs");
   const big = new Uint8Array(BIG_SIZE);
-  // Incompressible, reproducible content: a xorshift stream.
-  let x = 0x2545f491;
+  // Incompressible, reproducible content.
+  const next = prng(0x2545f491);
   const words = new Uint32Array(big.buffer);
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x;
-  }
+  for (let i = 0; i < words.length; i++) words[i] = next();
   bigDigest = Array.from(
     new Uint8Array(await crypto.subtle.digest("SHA-256", big)),
     (b) => b.toString(16).padStart(2, "0"),

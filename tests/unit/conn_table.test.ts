@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { ConnFlag, ConnTable, Dir } from "../../dataplane/conn/table.ts";
+import { prng } from "../fixtures/prng.ts";
 
 const TCP = 6;
 const UDP = 17;
@@ -51,19 +52,6 @@ function lookupIn(t: ConnTable, c: Tuple): number {
 /** The entry a real's reply of connection `c` finds. */
 function lookupReply(t: ConnTable, c: Tuple): number {
   return t.lookup(c.proto, c.real, c.rport, c.client, c.cport);
-}
-
-/** Deterministic xorshift32 so failures reproduce. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
 }
 
 const VIP = 0xc0a8011f;

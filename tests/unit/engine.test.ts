@@ -36,6 +36,7 @@ import {
 } from "../../dataplane/wire/tcp.ts";
 import { udpChecksum, udpDstPort, udpSrcPort } from "../../dataplane/wire/udp.ts";
 import { addr, fixtures, fromHex } from "../fixtures/packets.ts";
+import { prng } from "../fixtures/prng.ts";
 
 const C = EngineCounter;
 const VIP = addr("192.168.1.31");
@@ -653,19 +654,6 @@ Deno.test("a first UDP fragment is NAT-ed, a first fragment of passing traffic p
 });
 
 // --- robustness ---------------------------------------------------------------------------------
-
-/** Deterministic xorshift32 so failures reproduce. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-}
 
 Deno.test("100,000 mutated packets never throw, and the engine keeps working", () => {
   const engine = new Engine(spec(1 << 16));

@@ -114,6 +114,7 @@ import {
   setIcmpType,
 } from "../../dataplane/wire/icmp.ts";
 import { addr, type Endpoints, type Fixture, fixtures, fromHex } from "../fixtures/packets.ts";
+import { prng } from "../fixtures/prng.ts";
 
 /** Offsets at which every fixture is also placed inside a larger buffer full of junk. */
 const PLACEMENTS = [0, 13];
@@ -134,19 +135,6 @@ function withFields<K extends keyof Fixture>(
     string,
     Fixture & Required<Pick<Fixture, K>>,
   ][];
-}
-
-/** Deterministic xorshift32 so failures reproduce. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
 }
 
 /** Reference Internet checksum: plain sum of all words, folded at the end. */
