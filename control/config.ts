@@ -43,7 +43,8 @@ export const CONFIG_DEFAULTS = {
   tun: "tunvs0",
   timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
   protocol: "tcp",
-  scheduler: "rr",
+  // ipvsadm's default.
+  scheduler: "wlc",
   forward: "nat",
   weight: 1,
 } as const satisfies {

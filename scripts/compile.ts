@@ -34,14 +34,14 @@ if (import.meta.main) {
     console.log(`built ${OUTPUT}`);
     Deno.exit(0);
   }
-  if (/denort|dl\.deno\.land|Setting up base binary/i.test(stderr)) {
+  if (/denort|Setting up base binary/i.test(stderr)) {
     await Deno.remove(OUTPUT).catch(() => {});
     const cause = stderr.split("\n").find((l) => /error sending request|dns|Connect/i.test(l));
     console.error(
       "tunvs compile: SKIPPED, nothing was built. `deno compile` must download the Deno " +
         "runtime it embeds (denort), and this machine cannot reach it" +
         (cause ? ` (${cause.trim()})` : "") +
-        ". Run the task where dl.deno.land is reachable, or point DENORT_BIN at a local " +
+        ". Run the task where Deno's download server is reachable, or point DENORT_BIN at a local " +
         "denort binary of the same Deno version.",
     );
     Deno.exit(SKIPPED);

@@ -1,9 +1,15 @@
+import { LeastConnection } from "./least_connection.ts";
 import { RoundRobin } from "./round_robin.ts";
 import type { Scheduler } from "./scheduler.ts";
+import {
+  NeverQueue,
+  ShortestExpectedDelay,
+  WeightedLeastConnection,
+} from "./weighted_least_connection.ts";
 import { WeightedRoundRobin } from "./weighted_round_robin.ts";
 
 /** Scheduler names the dataplane implements, as ipvsadm spells them. */
-export const SCHEDULER_NAMES = ["rr", "wrr"] as const;
+export const SCHEDULER_NAMES = ["rr", "wrr", "lc", "wlc", "sed", "nq"] as const;
 
 /** A scheduler name the dataplane implements. */
 export type SchedulerName = typeof SCHEDULER_NAMES[number];
@@ -15,5 +21,13 @@ export function createScheduler(name: SchedulerName): Scheduler {
       return new RoundRobin();
     case "wrr":
       return new WeightedRoundRobin();
+    case "lc":
+      return new LeastConnection();
+    case "wlc":
+      return new WeightedLeastConnection();
+    case "sed":
+      return new ShortestExpectedDelay();
+    case "nq":
+      return new NeverQueue();
   }
 }

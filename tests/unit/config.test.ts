@@ -75,7 +75,7 @@ Deno.test("defaults are applied for every optional key", () => {
       protocol: "tcp",
       vip: "10.0.0.1",
       port: 443,
-      scheduler: "rr",
+      scheduler: "wlc",
       forward: "nat",
       reals: [{ address: "10.0.0.2", port: 443, weight: 1 }],
     }],
@@ -188,7 +188,7 @@ Deno.test("wrong container types are named", () => {
 
 Deno.test("enum values list the allowed choices", () => {
   const issues = issuesOf(
-    withService("vip: 10.0.0.1", "port: 80", "protocol: sctp", "scheduler: wlc", "forward: dr"),
+    withService("vip: 10.0.0.1", "port: 80", "protocol: sctp", "scheduler: lblc", "forward: dr"),
   );
   assert.deepEqual(issues.map(where), [
     "5:15 services[0].protocol",
@@ -196,7 +196,7 @@ Deno.test("enum values list the allowed choices", () => {
     "7:14 services[0].forward",
   ]);
   assert.equal(issues[0].message, 'must be one of: tcp, udp (got "sctp")');
-  assert.equal(issues[1].message, 'must be one of: rr, wrr (got "wlc")');
+  assert.equal(issues[1].message, 'must be one of: rr, wrr, lc, wlc, sed, nq (got "lblc")');
   assert.equal(issues[2].message, 'must be one of: nat (got "dr")');
 });
 

@@ -1,5 +1,5 @@
 /**
- * Unit tests of the IPVS schedulers (rr, wrr) and of the service table's matching.
+ * Unit tests of the IPVS schedulers (rr, wrr, lc, wlc, sed, nq) and of the service table's matching.
  *
  * @module
  */
@@ -149,7 +149,7 @@ Deno.test("wrr long-run shares match the weights exactly over whole cycles", () 
 });
 
 Deno.test("the registry makes a fresh scheduler per name", () => {
-  assert.deepEqual([...SCHEDULER_NAMES], ["rr", "wrr"]);
+  assert.deepEqual([...SCHEDULER_NAMES], ["rr", "wrr", "lc", "wlc", "sed", "nq"]);
   for (const name of SCHEDULER_NAMES) {
     const a = createScheduler(name);
     const b = createScheduler(name);
@@ -289,4 +289,74 @@ Deno.test("Service compiles reals into arrays and keeps per-real counters apart"
   assert.equal(s.counter(0, RealCounter.IN_BYTES), 0);
   assert.equal(s.counter(0, RealCounter.OUT_PACKETS), 1);
   assert.equal(s.counter(1, RealCounter.OUT_PACKETS), 0);
+});
+
+/** A RealSet with weights and [active, inactive] connection counts per real. */
+function loaded(weights: number[], conns: [number, number][]): RealSet {
+  const set = reals(...weights);
+  conns.forEach(([a, i], r) => {
+    set.active[r] = a;
+    set.inactive[r] = i;
+  });
+  return set;
+}
+
+/** Picks `n` times, counting each pick as a new inactive connection on its real, as the engine does. */
+function schedule(s: Scheduler, set: RealSet, n: number): string {
+  let out = "";
+  for (let i = 0; i < n; i++) {
+    const r = s.pick(set, 0xc0a80123, 40000 + i);
+    if (r >= 0) set.active[r]++;
+    out += r < 0 ? "-" : String.fromCharCode(65 + r);
+  }
+  return out;
+}
+
+Deno.test("lc: the lowest active×256 + inactive wins, weights only gate", () => {
+  const lc = createScheduler("lc");
+  // 1 active (256) outweighs 255 inactive, but not 257.
+  assert.equal(lc.pick(loaded([1, 1], [[1, 0], [0, 255]]), 0, 0), 1);
+  assert.equal(lc.pick(loaded([1, 1], [[1, 0], [0, 257]]), 0, 0), 0);
+  // A big weight does not attract more connections under lc; weight 0 drains.
+  assert.equal(lc.pick(loaded([100, 1], [[3, 0], [2, 0]]), 0, 0), 1);
+  assert.equal(lc.pick(loaded([1, 0], [[9, 0], [0, 0]]), 0, 0), 0);
+  assert.equal(lc.pick(loaded([0, 0], [[0, 0], [0, 0]]), 0, 0), -1);
+  // Ties go to the first real; under steady load it fills the reals evenly.
+  assert.equal(schedule(lc, loaded([1, 1, 1], [[0, 0], [0, 0], [0, 0]]), 6), "ABCABC");
+});
+
+Deno.test("wlc: least overhead per weight, compared without rounding", () => {
+  const wlc = createScheduler("wlc");
+  // Overheads 512/2 = 256 vs 300/1: real A is cheaper.
+  assert.equal(wlc.pick(loaded([2, 1], [[2, 0], [1, 44]]), 0, 0), 0);
+  // 768/2 = 384 vs 300/1: real B is cheaper.
+  assert.equal(wlc.pick(loaded([2, 1], [[3, 0], [1, 44]]), 0, 0), 1);
+  // Exact ties keep the earlier real.
+  assert.equal(wlc.pick(loaded([2, 1], [[2, 0], [1, 0]]), 0, 0), 0);
+  // Weights 3:1 from empty: connections spread 3:1.
+  const set = loaded([3, 1], [[0, 0], [0, 0]]);
+  const seq = schedule(wlc, set, 40);
+  assert.equal(set.active[0], 30, seq);
+  assert.equal(set.active[1], 10, seq);
+  assert.equal(wlc.pick(loaded([0, 0], [[0, 0], [0, 0]]), 0, 0), -1);
+  assert.equal(createScheduler("wlc").name, "wlc");
+});
+
+Deno.test("sed: the smallest (active + 1) / weight; nq: an idle real first", () => {
+  const sed = createScheduler("sed");
+  const nq = createScheduler("nq");
+  // sed: (0+1)/1 = 1 vs (1+1)/3 = 0.67: the heavier real B, although A is idle.
+  const set = () => loaded([1, 3], [[0, 0], [1, 0]]);
+  assert.equal(sed.pick(set(), 0, 0), 1);
+  // nq never lets a connection queue while a real is idle.
+  assert.equal(nq.pick(set(), 0, 0), 0);
+  // Inactive connections do not count for either.
+  assert.equal(sed.pick(loaded([1, 1], [[0, 900], [1, 0]]), 0, 0), 0);
+  // Without idle reals nq behaves as sed.
+  const busy = () => loaded([1, 3], [[1, 0], [2, 0]]);
+  assert.equal(nq.pick(busy(), 0, 0), sed.pick(busy(), 0, 0));
+  assert.equal(nq.pick(busy(), 0, 0), 1);
+  // Drained reals are skipped by both, even when idle.
+  assert.equal(nq.pick(loaded([0, 1], [[0, 0], [5, 0]]), 0, 0), 1);
+  assert.equal(sed.pick(loaded([0, 0], [[0, 0], [0, 0]]), 0, 0), -1);
 });
