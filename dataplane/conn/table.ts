@@ -221,7 +221,6 @@ export class ConnTable {
         this.#wheelPrev[id] = NIL;
         if (this.expires[id] <= now) {
           if (onExpire(id)) {
-            this.#unschedule(id);
             this.remove(id);
             expired++;
           } else if (this.#wheelSlot[id] === NIL) {
