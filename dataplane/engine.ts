@@ -192,7 +192,7 @@ export class Engine {
       this.counters[C.DROP_TABLE_FULL]++;
       return -1;
     }
-    const real = svc.scheduler.pick(svc, src, sport);
+    const real = svc.scheduler.pick(svc, src, sport, dst, dport);
     if (real < 0) {
       t.release(id);
       this.counters[C.DROP_NO_REAL]++;

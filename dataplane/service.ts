@@ -59,6 +59,7 @@ export class Service implements RealSet {
   readonly weight: Int32Array;
   readonly active: Int32Array;
   readonly inactive: Int32Array;
+  readonly overloaded: Uint8Array;
   /** `RealCounter` values per real, REAL_COUNTERS apart. */
   readonly counters: Float64Array;
   readonly scheduler: Scheduler;
@@ -72,6 +73,7 @@ export class Service implements RealSet {
     this.weight = Int32Array.from(spec.reals, (r) => r.weight);
     this.active = new Int32Array(n);
     this.inactive = new Int32Array(n);
+    this.overloaded = new Uint8Array(n);
     this.counters = new Float64Array(n * REAL_COUNTERS);
     this.scheduler = createScheduler(spec.scheduler);
     this.scheduler.reset(this);

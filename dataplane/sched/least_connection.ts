@@ -1,4 +1,4 @@
-import type { RealSet, Scheduler } from "./scheduler.ts";
+import { available, type RealSet, type Scheduler } from "./scheduler.ts";
 
 /**
  * IPVS's cost of a real's connections: an active connection weighs 256
@@ -14,11 +14,11 @@ export class LeastConnection implements Scheduler {
   readonly name = "lc";
 
   /** Picks the first real with the smallest overhead among those with a weight. */
-  pick(reals: RealSet, _client: number, _clientPort: number): number {
+  pick(reals: RealSet, _client: number, _clientPort: number, _vip: number, _vport: number): number {
     let least = -1;
     let leastOverhead = 0;
     for (let i = 0; i < reals.count; i++) {
-      if (reals.weight[i] <= 0) continue;
+      if (!available(reals, i)) continue;
       const overhead = connectionOverhead(reals, i);
       if (least < 0 || overhead < leastOverhead) {
         least = i;

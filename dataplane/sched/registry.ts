@@ -1,6 +1,6 @@
 import { LeastConnection } from "./least_connection.ts";
 import { RoundRobin } from "./round_robin.ts";
-import type { Scheduler } from "./scheduler.ts";
+import { NO_FLAGS, type Scheduler, type SchedulerFlags } from "./scheduler.ts";
 import {
   NeverQueue,
   ShortestExpectedDelay,
@@ -14,8 +14,8 @@ export const SCHEDULER_NAMES = ["rr", "wrr", "lc", "wlc", "sed", "nq"] as const;
 /** A scheduler name the dataplane implements. */
 export type SchedulerName = typeof SCHEDULER_NAMES[number];
 
-/** Makes a fresh scheduler instance for one service. */
-export function createScheduler(name: SchedulerName): Scheduler {
+/** Makes a fresh scheduler instance for one service; `flags` matter to sh and mh only. */
+export function createScheduler(name: SchedulerName, _flags: SchedulerFlags = NO_FLAGS): Scheduler {
   switch (name) {
     case "rr":
       return new RoundRobin();

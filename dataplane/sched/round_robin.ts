@@ -1,4 +1,4 @@
-import type { RealSet, Scheduler } from "./scheduler.ts";
+import { available, type RealSet, type Scheduler } from "./scheduler.ts";
 
 /** IPVS `rr`: each new connection goes to the next real with a non-zero weight. */
 export class RoundRobin implements Scheduler {
@@ -6,11 +6,11 @@ export class RoundRobin implements Scheduler {
   #last = -1;
 
   /** Picks the real after the previous pick, skipping drained (weight 0) reals. */
-  pick(reals: RealSet, _client: number, _clientPort: number): number {
+  pick(reals: RealSet, _client: number, _clientPort: number, _vip: number, _vport: number): number {
     const n = reals.count;
     for (let step = 1; step <= n; step++) {
       const i = (this.#last + step) % n;
-      if (reals.weight[i] > 0) {
+      if (available(reals, i)) {
         this.#last = i;
         return i;
       }

@@ -1,5 +1,5 @@
 import { connectionOverhead } from "./least_connection.ts";
-import type { RealSet, Scheduler } from "./scheduler.ts";
+import { available, type RealSet, type Scheduler } from "./scheduler.ts";
 
 /**
  * The weighted-least family: each real costs `overhead(i) / weight(i)` and the
@@ -14,8 +14,8 @@ function weightedLeast(
   let least = -1;
   let leastOverhead = 0;
   for (let i = 0; i < reals.count; i++) {
+    if (!available(reals, i)) continue;
     const w = reals.weight[i];
-    if (w <= 0) continue;
     // nq: a real without active connections takes the connection at once.
     if (idleWins && reals.active[i] === 0) return i;
     const o = overhead(reals, i);
@@ -36,7 +36,7 @@ export class WeightedLeastConnection implements Scheduler {
   readonly name = "wlc";
 
   /** Picks the real with the smallest overhead/weight. */
-  pick(reals: RealSet, _client: number, _clientPort: number): number {
+  pick(reals: RealSet, _client: number, _clientPort: number, _vip: number, _vport: number): number {
     return weightedLeast(reals, connectionOverhead, false);
   }
 
@@ -49,7 +49,7 @@ export class ShortestExpectedDelay implements Scheduler {
   readonly name = "sed";
 
   /** Picks the real with the smallest (active + 1)/weight. */
-  pick(reals: RealSet, _client: number, _clientPort: number): number {
+  pick(reals: RealSet, _client: number, _clientPort: number, _vip: number, _vport: number): number {
     return weightedLeast(reals, expectedDelay, false);
   }
 
@@ -62,7 +62,7 @@ export class NeverQueue implements Scheduler {
   readonly name = "nq";
 
   /** Picks the first idle real, or the one with the smallest (active + 1)/weight. */
-  pick(reals: RealSet, _client: number, _clientPort: number): number {
+  pick(reals: RealSet, _client: number, _clientPort: number, _vip: number, _vport: number): number {
     return weightedLeast(reals, expectedDelay, true);
   }
 

@@ -1,4 +1,4 @@
-import type { RealSet, Scheduler } from "./scheduler.ts";
+import { available, type RealSet, type Scheduler } from "./scheduler.ts";
 
 function gcd(a: number, b: number): number {
   while (b !== 0) [a, b] = [b, a % b];
@@ -34,7 +34,7 @@ export class WeightedRoundRobin implements Scheduler {
   }
 
   /** Picks the next real whose weight reaches the current weight. */
-  pick(reals: RealSet, _client: number, _clientPort: number): number {
+  pick(reals: RealSet, _client: number, _clientPort: number, _vip: number, _vport: number): number {
     const n = reals.count;
     if (n === 0 || this.#max === 0) return -1;
     if (this.#index >= n) this.#index = -1;
@@ -45,7 +45,8 @@ export class WeightedRoundRobin implements Scheduler {
         this.#current -= this.#step;
         if (this.#current <= 0) this.#current = this.#max;
       }
-      if (reals.weight[this.#index] >= this.#current) return this.#index;
+      const i = this.#index;
+      if (reals.weight[i] >= this.#current && reals.overloaded[i] === 0) return i;
     }
     return -1;
   }

@@ -18,6 +18,7 @@ function reals(...weights: number[]): RealSet {
     weight: Int32Array.from(weights),
     active: new Int32Array(weights.length),
     inactive: new Int32Array(weights.length),
+    overloaded: new Uint8Array(weights.length),
   };
 }
 
@@ -25,7 +26,7 @@ function reals(...weights: number[]): RealSet {
 function picks(s: Scheduler, set: RealSet, n: number): string {
   let out = "";
   for (let i = 0; i < n; i++) {
-    const r = s.pick(set, 0xc0a80123, 40000 + i);
+    const r = s.pick(set, 0xc0a80123, 40000 + i, 0xc0a8011f, 80);
     out += r < 0 ? "-" : String.fromCharCode(65 + r);
   }
   return out;
@@ -144,7 +145,7 @@ Deno.test("wrr long-run shares match the weights exactly over whole cycles", () 
   const wrr = fresh(new WeightedRoundRobin(), set);
   const total = weights.reduce((a, b) => a + b, 0);
   const counts = new Array(weights.length).fill(0);
-  for (let i = 0; i < total * 50; i++) counts[wrr.pick(set, 1, i)]++;
+  for (let i = 0; i < total * 50; i++) counts[wrr.pick(set, 1, i, 2, 80)]++;
   assert.deepEqual(counts, weights.map((w) => w * 50));
 });
 
@@ -305,7 +306,7 @@ function loaded(weights: number[], conns: [number, number][]): RealSet {
 function schedule(s: Scheduler, set: RealSet, n: number): string {
   let out = "";
   for (let i = 0; i < n; i++) {
-    const r = s.pick(set, 0xc0a80123, 40000 + i);
+    const r = s.pick(set, 0xc0a80123, 40000 + i, 0xc0a8011f, 80);
     if (r >= 0) set.active[r]++;
     out += r < 0 ? "-" : String.fromCharCode(65 + r);
   }
@@ -315,12 +316,12 @@ function schedule(s: Scheduler, set: RealSet, n: number): string {
 Deno.test("lc: the lowest active×256 + inactive wins, weights only gate", () => {
   const lc = createScheduler("lc");
   // 1 active (256) outweighs 255 inactive, but not 257.
-  assert.equal(lc.pick(loaded([1, 1], [[1, 0], [0, 255]]), 0, 0), 1);
-  assert.equal(lc.pick(loaded([1, 1], [[1, 0], [0, 257]]), 0, 0), 0);
+  assert.equal(lc.pick(loaded([1, 1], [[1, 0], [0, 255]]), 0, 0, 0, 0), 1);
+  assert.equal(lc.pick(loaded([1, 1], [[1, 0], [0, 257]]), 0, 0, 0, 0), 0);
   // A big weight does not attract more connections under lc; weight 0 drains.
-  assert.equal(lc.pick(loaded([100, 1], [[3, 0], [2, 0]]), 0, 0), 1);
-  assert.equal(lc.pick(loaded([1, 0], [[9, 0], [0, 0]]), 0, 0), 0);
-  assert.equal(lc.pick(loaded([0, 0], [[0, 0], [0, 0]]), 0, 0), -1);
+  assert.equal(lc.pick(loaded([100, 1], [[3, 0], [2, 0]]), 0, 0, 0, 0), 1);
+  assert.equal(lc.pick(loaded([1, 0], [[9, 0], [0, 0]]), 0, 0, 0, 0), 0);
+  assert.equal(lc.pick(loaded([0, 0], [[0, 0], [0, 0]]), 0, 0, 0, 0), -1);
   // Ties go to the first real; under steady load it fills the reals evenly.
   assert.equal(schedule(lc, loaded([1, 1, 1], [[0, 0], [0, 0], [0, 0]]), 6), "ABCABC");
 });
@@ -328,17 +329,17 @@ Deno.test("lc: the lowest active×256 + inactive wins, weights only gate", () =>
 Deno.test("wlc: least overhead per weight, compared without rounding", () => {
   const wlc = createScheduler("wlc");
   // Overheads 512/2 = 256 vs 300/1: real A is cheaper.
-  assert.equal(wlc.pick(loaded([2, 1], [[2, 0], [1, 44]]), 0, 0), 0);
+  assert.equal(wlc.pick(loaded([2, 1], [[2, 0], [1, 44]]), 0, 0, 0, 0), 0);
   // 768/2 = 384 vs 300/1: real B is cheaper.
-  assert.equal(wlc.pick(loaded([2, 1], [[3, 0], [1, 44]]), 0, 0), 1);
+  assert.equal(wlc.pick(loaded([2, 1], [[3, 0], [1, 44]]), 0, 0, 0, 0), 1);
   // Exact ties keep the earlier real.
-  assert.equal(wlc.pick(loaded([2, 1], [[2, 0], [1, 0]]), 0, 0), 0);
+  assert.equal(wlc.pick(loaded([2, 1], [[2, 0], [1, 0]]), 0, 0, 0, 0), 0);
   // Weights 3:1 from empty: connections spread 3:1.
   const set = loaded([3, 1], [[0, 0], [0, 0]]);
   const seq = schedule(wlc, set, 40);
   assert.equal(set.active[0], 30, seq);
   assert.equal(set.active[1], 10, seq);
-  assert.equal(wlc.pick(loaded([0, 0], [[0, 0], [0, 0]]), 0, 0), -1);
+  assert.equal(wlc.pick(loaded([0, 0], [[0, 0], [0, 0]]), 0, 0, 0, 0), -1);
   assert.equal(createScheduler("wlc").name, "wlc");
 });
 
@@ -347,16 +348,16 @@ Deno.test("sed: the smallest (active + 1) / weight; nq: an idle real first", () 
   const nq = createScheduler("nq");
   // sed: (0+1)/1 = 1 vs (1+1)/3 = 0.67: the heavier real B, although A is idle.
   const set = () => loaded([1, 3], [[0, 0], [1, 0]]);
-  assert.equal(sed.pick(set(), 0, 0), 1);
+  assert.equal(sed.pick(set(), 0, 0, 0, 0), 1);
   // nq never lets a connection queue while a real is idle.
-  assert.equal(nq.pick(set(), 0, 0), 0);
+  assert.equal(nq.pick(set(), 0, 0, 0, 0), 0);
   // Inactive connections do not count for either.
-  assert.equal(sed.pick(loaded([1, 1], [[0, 900], [1, 0]]), 0, 0), 0);
+  assert.equal(sed.pick(loaded([1, 1], [[0, 900], [1, 0]]), 0, 0, 0, 0), 0);
   // Without idle reals nq behaves as sed.
   const busy = () => loaded([1, 3], [[1, 0], [2, 0]]);
-  assert.equal(nq.pick(busy(), 0, 0), sed.pick(busy(), 0, 0));
-  assert.equal(nq.pick(busy(), 0, 0), 1);
+  assert.equal(nq.pick(busy(), 0, 0, 0, 0), sed.pick(busy(), 0, 0, 0, 0));
+  assert.equal(nq.pick(busy(), 0, 0, 0, 0), 1);
   // Drained reals are skipped by both, even when idle.
-  assert.equal(nq.pick(loaded([0, 1], [[0, 0], [5, 0]]), 0, 0), 1);
-  assert.equal(sed.pick(loaded([0, 0], [[0, 0], [0, 0]]), 0, 0), -1);
+  assert.equal(nq.pick(loaded([0, 1], [[0, 0], [5, 0]]), 0, 0, 0, 0), 1);
+  assert.equal(sed.pick(loaded([0, 0], [[0, 0], [0, 0]]), 0, 0, 0, 0), -1);
 });
