@@ -57,6 +57,9 @@ export const CONFIG_DEFAULTS = {
   weight: number;
 };
 
+/** Largest connection threshold: what fits the dataplane's signed 32-bit counters. */
+export const MAX_THRESHOLD = 2147483647;
+
 /** Largest timeout in seconds; keeps timeout*1000 within a signed 32-bit millisecond timer. */
 export const MAX_TIMEOUT_SECONDS = 2147483;
 
@@ -65,7 +68,16 @@ export interface RealConfig {
   address: string;
   port: number;
   weight: number;
+  /** ipvsadm -x: no new connections at this many connections (0 = no limit). */
+  upperThreshold: number;
+  /** ipvsadm -y: new connections again below this many (0 = below 3/4 of the upper). */
+  lowerThreshold: number;
 }
+
+/** Scheduler flags, as ipvsadm -b spells them; each belongs to one scheduler. */
+export const SCHEDULER_FLAGS = ["sh-fallback", "sh-port", "mh-fallback", "mh-port"] as const;
+/** A scheduler flag name. */
+export type SchedulerFlagName = (typeof SCHEDULER_FLAGS)[number];
 
 /** One virtual service (VIP:port/protocol) and its real servers. */
 export interface ServiceConfig {
@@ -74,6 +86,7 @@ export interface ServiceConfig {
   vip: string;
   port: number;
   scheduler: SchedulerName;
+  schedulerFlags: SchedulerFlagName[];
   forward: ForwardMethod;
   reals: RealConfig[];
 }
@@ -263,6 +276,8 @@ const realSchema = strictMap({
   address: checkedString("an IPv4 address", unicastIpv4Problem),
   port: intInRange(1, 65535).optional(),
   weight: intInRange(0, 65535).default(CONFIG_DEFAULTS.weight),
+  upper_threshold: intInRange(0, MAX_THRESHOLD).default(0),
+  lower_threshold: intInRange(0, MAX_THRESHOLD).default(0),
 });
 
 const serviceSchema = strictMap({
@@ -271,6 +286,7 @@ const serviceSchema = strictMap({
   vip: checkedString("an IPv4 address", unicastIpv4Problem),
   port: intInRange(1, 65535),
   scheduler: z.enum(SCHEDULERS).default(CONFIG_DEFAULTS.scheduler),
+  scheduler_flags: z.array(z.enum(SCHEDULER_FLAGS)).default([]),
   forward: z.enum(FORWARD_METHODS).default(CONFIG_DEFAULTS.forward),
   reals: z.array(realSchema).default([]),
 });
@@ -466,11 +482,32 @@ function semanticIssues(raw: unknown): RawIssue[] {
         });
       } else byEndpoint.set(key, i);
     }
+    if (Array.isArray(svc.scheduler_flags)) {
+      const scheduler = svc.scheduler ?? CONFIG_DEFAULTS.scheduler;
+      svc.scheduler_flags.forEach((flag, j) => {
+        if (typeof flag !== "string") return;
+        const owner = flag.split("-")[0];
+        if ((SCHEDULER_FLAGS as readonly string[]).includes(flag) && owner !== scheduler) {
+          issues.push({
+            path: ["services", i, "scheduler_flags", j],
+            message: `${flag} applies to the ${owner} scheduler only (this service uses ` +
+              `${JSON.stringify(scheduler)})`,
+          });
+        }
+      });
+    }
     if (!Array.isArray(svc.reals)) return;
     const reals = new Map<string, number>();
     svc.reals.forEach((realEntry, j) => {
       const real = asRecord(realEntry);
       if (real === null) return;
+      const { upper_threshold: upper, lower_threshold: lower } = real;
+      if (typeof upper === "number" && typeof lower === "number" && upper > 0 && lower > upper) {
+        issues.push({
+          path: ["services", i, "reals", j, "lower_threshold"],
+          message: `must not exceed upper_threshold (${lower} > ${upper})`,
+        });
+      }
       const port = real.port ?? svc.port;
       const key = endpointKey(real.address, port);
       if (key === null) return;
@@ -523,8 +560,15 @@ function toModel(out: SchemaOutput): ApplianceConfig {
       vip: s.vip,
       port: s.port,
       scheduler: s.scheduler,
+      schedulerFlags: [...new Set(s.scheduler_flags)],
       forward: s.forward,
-      reals: s.reals.map((r) => ({ address: r.address, port: r.port ?? s.port, weight: r.weight })),
+      reals: s.reals.map((r) => ({
+        address: r.address,
+        port: r.port ?? s.port,
+        weight: r.weight,
+        upperThreshold: r.upper_threshold,
+        lowerThreshold: r.lower_threshold,
+      })),
     })),
   };
 }

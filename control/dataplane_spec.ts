@@ -27,8 +27,18 @@ export function compileDataplaneSpec(config: ApplianceConfig): DataplaneSpec {
       vip: addr(s.vip),
       port: s.port,
       scheduler: s.scheduler,
+      schedulerFlags: {
+        port: s.schedulerFlags.some((f) => f.endsWith("-port")),
+        fallback: s.schedulerFlags.some((f) => f.endsWith("-fallback")),
+      },
       forward: s.forward,
-      reals: s.reals.map((r) => ({ addr: addr(r.address), port: r.port, weight: r.weight })),
+      reals: s.reals.map((r) => ({
+        addr: addr(r.address),
+        port: r.port,
+        weight: r.weight,
+        upperThreshold: r.upperThreshold,
+        lowerThreshold: r.lowerThreshold,
+      })),
     })),
   };
 }

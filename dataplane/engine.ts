@@ -212,7 +212,7 @@ export class Engine {
     t.outDstPort[id] = svc.port[real];
     const state = proto === PROTO_TCP ? ConnState.NONE : ConnState.UDP;
     t.state[id] = state;
-    svc.inactive[real]++;
+    svc.bind(real);
     svc.count1(real, RealCounter.CONNS, 1);
     t.link(id, this.now + this.#timeouts[state], this.now);
     this.counters[C.CONNECTIONS_CREATED]++;
@@ -275,9 +275,7 @@ export class Engine {
     const t = this.conns;
     const svc = this.services.services[t.service[id]];
     if (svc !== undefined) {
-      const real = t.real[id];
-      if (t.flags[id] & ConnFlag.ACTIVE) svc.active[real]--;
-      else svc.inactive[real]--;
+      svc.unbind(t.real[id], (t.flags[id] & ConnFlag.ACTIVE) !== 0);
     }
     return true;
   }

@@ -4,7 +4,7 @@
  */
 import type { Timeouts } from "./conn/state.ts";
 import { createScheduler, type SchedulerName } from "./sched/registry.ts";
-import type { RealSet, Scheduler } from "./sched/scheduler.ts";
+import type { RealSet, Scheduler, SchedulerFlags } from "./sched/scheduler.ts";
 
 /** Forwarding methods, with the names ipvsadm prints for them. */
 export const FORWARD_METHODS = { nat: "Masq" } as const;
@@ -18,6 +18,10 @@ export interface RealSpec {
   addr: number;
   port: number;
   weight: number;
+  /** Connections at which the real takes no new ones (0 = no limit). */
+  upperThreshold: number;
+  /** Connections below which it takes new ones again (0 = below 3/4 of the upper). */
+  lowerThreshold: number;
 }
 
 /** One virtual service as the control plane specifies it. */
@@ -29,6 +33,7 @@ export interface ServiceSpec {
   vip: number;
   port: number;
   scheduler: SchedulerName;
+  schedulerFlags: SchedulerFlags;
   forward: ForwardName;
   reals: RealSpec[];
 }
@@ -60,6 +65,8 @@ export class Service implements RealSet {
   readonly active: Int32Array;
   readonly inactive: Int32Array;
   readonly overloaded: Uint8Array;
+  readonly upperThreshold: Int32Array;
+  readonly lowerThreshold: Int32Array;
   /** `RealCounter` values per real, REAL_COUNTERS apart. */
   readonly counters: Float64Array;
   readonly scheduler: Scheduler;
@@ -74,9 +81,34 @@ export class Service implements RealSet {
     this.active = new Int32Array(n);
     this.inactive = new Int32Array(n);
     this.overloaded = new Uint8Array(n);
+    this.upperThreshold = Int32Array.from(spec.reals, (r) => r.upperThreshold);
+    this.lowerThreshold = Int32Array.from(spec.reals, (r) => r.lowerThreshold);
     this.counters = new Float64Array(n * REAL_COUNTERS);
-    this.scheduler = createScheduler(spec.scheduler);
+    this.scheduler = createScheduler(spec.scheduler, spec.schedulerFlags);
     this.scheduler.reset(this);
+  }
+
+  /** Counts a new connection on `real` (inactive until established); applies the upper threshold. */
+  bind(real: number): void {
+    this.inactive[real]++;
+    const upper = this.upperThreshold[real];
+    if (upper > 0 && this.active[real] + this.inactive[real] >= upper) this.overloaded[real] = 1;
+  }
+
+  /**
+   * Forgets a connection of `real` that ends. As IPVS: an overloaded real takes new
+   * connections again below its lower threshold, or, without one, below 3/4 of its upper.
+   */
+  unbind(real: number, active: boolean): void {
+    if (active) this.active[real]--;
+    else this.inactive[real]--;
+    if (this.overloaded[real] === 0) return;
+    const total = this.active[real] + this.inactive[real];
+    const lower = this.lowerThreshold[real];
+    const upper = this.upperThreshold[real];
+    if (lower > 0 ? total < lower : upper > 0 ? total * 4 < upper * 3 : true) {
+      this.overloaded[real] = 0;
+    }
   }
 
   /** Adds to counter `which` of real `real`. */

@@ -14,6 +14,10 @@ export interface RealSet {
   readonly inactive: Int32Array;
   /** 1 while a real is over its upper connection threshold (IPVS's OVERLOAD flag). */
   readonly overloaded: Uint8Array;
+  /** IPv4 address per real, host order: what stateful schedulers follow a real by. */
+  readonly addr: Uint32Array;
+  /** Port per real. */
+  readonly port: Uint16Array;
 }
 
 /** Scheduler flags, as ipvsadm's `-b` names them. */

@@ -46,7 +46,7 @@ export class WeightedRoundRobin implements Scheduler {
         if (this.#current <= 0) this.#current = this.#max;
       }
       const i = this.#index;
-      if (reals.weight[i] >= this.#current && reals.overloaded[i] === 0) return i;
+      if (available(reals, i) && reals.weight[i] >= this.#current) return i;
     }
     return -1;
   }

@@ -50,10 +50,11 @@ Deno.test("default appliance.yaml parses to the seed topology", async () => {
       vip: "192.168.1.31",
       port: 80,
       scheduler: "rr",
+      schedulerFlags: [],
       forward: "nat",
       reals: [
-        { address: "10.10.10.11", port: 80, weight: 1 },
-        { address: "10.10.10.12", port: 80, weight: 1 },
+        { address: "10.10.10.11", port: 80, weight: 1, upperThreshold: 0, lowerThreshold: 0 },
+        { address: "10.10.10.12", port: 80, weight: 1, upperThreshold: 0, lowerThreshold: 0 },
       ],
     }],
   };
@@ -76,8 +77,9 @@ Deno.test("defaults are applied for every optional key", () => {
       vip: "10.0.0.1",
       port: 443,
       scheduler: "wlc",
+      schedulerFlags: [],
       forward: "nat",
-      reals: [{ address: "10.0.0.2", port: 443, weight: 1 }],
+      reals: [{ address: "10.0.0.2", port: 443, weight: 1, upperThreshold: 0, lowerThreshold: 0 }],
     }],
   });
 });
@@ -108,7 +110,13 @@ Deno.test("explicit values override defaults, including host and admin", () => {
   assert.deepEqual(cfg.host, { uplink: "eth0", realside: "eth1" });
   assert.deepEqual(cfg.timeouts, { tcp: 1, tcpfin: 2147483, udp: 3 });
   assert.equal(cfg.services[0].scheduler, "wrr");
-  assert.deepEqual(cfg.services[0].reals, [{ address: "10.10.10.11", port: 5353, weight: 0 }]);
+  assert.deepEqual(cfg.services[0].reals, [{
+    address: "10.10.10.11",
+    port: 5353,
+    weight: 0,
+    upperThreshold: 0,
+    lowerThreshold: 0,
+  }]);
 });
 
 Deno.test("out-of-range integer points at the value with the range in the message", () => {
@@ -169,7 +177,10 @@ Deno.test("unknown key points at the key and lists the allowed keys", () => {
     withService("vip: 10.0.0.1", "port: 80", "reals: [{ address: 10.0.0.2, wieght: 2 }]"),
   );
   assert.equal(where(nested), "5:34 services[0].reals[0].wieght");
-  assert.match(nested.message, /^unknown key "wieght"; allowed keys: address, port, weight$/);
+  assert.match(
+    nested.message,
+    /^unknown key "wieght"; allowed keys: address, port, weight, upper_threshold, lower_threshold$/,
+  );
 
   const odd = onlyIssue('"my key": 1\nservices: []\n');
   assert.equal(where(odd), '1:1 ["my key"]');
@@ -188,7 +199,7 @@ Deno.test("wrong container types are named", () => {
 
 Deno.test("enum values list the allowed choices", () => {
   const issues = issuesOf(
-    withService("vip: 10.0.0.1", "port: 80", "protocol: sctp", "scheduler: lblc", "forward: dr"),
+    withService("vip: 10.0.0.1", "port: 80", "protocol: sctp", "scheduler: foo", "forward: dr"),
   );
   assert.deepEqual(issues.map(where), [
     "5:15 services[0].protocol",
@@ -196,7 +207,10 @@ Deno.test("enum values list the allowed choices", () => {
     "7:14 services[0].forward",
   ]);
   assert.equal(issues[0].message, 'must be one of: tcp, udp (got "sctp")');
-  assert.equal(issues[1].message, 'must be one of: rr, wrr, lc, wlc, sed, nq (got "lblc")');
+  assert.equal(
+    issues[1].message,
+    'must be one of: rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, fo, ovf, mh (got "foo")',
+  );
   assert.equal(issues[2].message, 'must be one of: nat (got "dr")');
 });
 
@@ -473,4 +487,45 @@ Deno.test("loadConfig: missing file is a ConfigError at 1:1 naming the file", as
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("thresholds and scheduler flags: parsed, defaulted, checked against each other", () => {
+  const ok = parseConfig(
+    [
+      "services:",
+      "  - name: web",
+      "    vip: 192.168.1.31",
+      "    port: 80",
+      "    scheduler: sh",
+      "    scheduler_flags: [sh-port, sh-fallback]",
+      "    reals:",
+      "      - { address: 10.10.10.11, upper_threshold: 1000, lower_threshold: 800 }",
+      "      - { address: 10.10.10.12 }",
+      "",
+    ].join("\n"),
+  ).services[0];
+  assert.deepEqual(ok.schedulerFlags, ["sh-port", "sh-fallback"]);
+  assert.deepEqual(
+    ok.reals.map((r) => [r.upperThreshold, r.lowerThreshold]),
+    [[1000, 800], [0, 0]],
+  );
+  const issues = issuesOf(
+    [
+      "services:",
+      "  - name: web",
+      "    vip: 192.168.1.31",
+      "    port: 80",
+      "    scheduler: wlc",
+      "    scheduler_flags: [mh-port]",
+      "    reals:",
+      "      - { address: 10.10.10.11, upper_threshold: 10, lower_threshold: 20 }",
+      "",
+    ].join("\n"),
+  );
+  assert.deepEqual(issues.map(where), [
+    "6:23 services[0].scheduler_flags[0]",
+    "8:71 services[0].reals[0].lower_threshold",
+  ]);
+  assert.match(issues[0].message, /mh-port applies to the mh scheduler only/);
+  assert.equal(issues[1].message, "must not exceed upper_threshold (20 > 10)");
 });

@@ -60,10 +60,11 @@ function spec(maxConnections = 1024): DataplaneSpec {
         vip: VIP,
         port: 80,
         scheduler: "rr",
+        schedulerFlags: { port: false, fallback: false },
         forward: "nat",
         reals: [
-          { addr: REAL1, port: 8080, weight: 1 },
-          { addr: REAL2, port: 8080, weight: 1 },
+          { addr: REAL1, port: 8080, weight: 1, upperThreshold: 0, lowerThreshold: 0 },
+          { addr: REAL2, port: 8080, weight: 1, upperThreshold: 0, lowerThreshold: 0 },
         ],
       },
       {
@@ -72,10 +73,11 @@ function spec(maxConnections = 1024): DataplaneSpec {
         vip: VIP,
         port: 53,
         scheduler: "rr",
+        schedulerFlags: { port: false, fallback: false },
         forward: "nat",
         reals: [
-          { addr: REAL1, port: 8053, weight: 1 },
-          { addr: REAL2, port: 8053, weight: 1 },
+          { addr: REAL1, port: 8053, weight: 1, upperThreshold: 0, lowerThreshold: 0 },
+          { addr: REAL2, port: 8053, weight: 1, upperThreshold: 0, lowerThreshold: 0 },
         ],
       },
     ],

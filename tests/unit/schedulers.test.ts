@@ -19,6 +19,8 @@ function reals(...weights: number[]): RealSet {
     active: new Int32Array(weights.length),
     inactive: new Int32Array(weights.length),
     overloaded: new Uint8Array(weights.length),
+    addr: Uint32Array.from(weights, (_, i) => 0x0a0a0a0b + i),
+    port: new Uint16Array(weights.length).fill(80),
   };
 }
 
@@ -150,7 +152,21 @@ Deno.test("wrr long-run shares match the weights exactly over whole cycles", () 
 });
 
 Deno.test("the registry makes a fresh scheduler per name", () => {
-  assert.deepEqual([...SCHEDULER_NAMES], ["rr", "wrr", "lc", "wlc", "sed", "nq"]);
+  assert.deepEqual([...SCHEDULER_NAMES], [
+    "rr",
+    "wrr",
+    "lc",
+    "wlc",
+    "sed",
+    "nq",
+    "lblc",
+    "lblcr",
+    "dh",
+    "sh",
+    "fo",
+    "ovf",
+    "mh",
+  ]);
   for (const name of SCHEDULER_NAMES) {
     const a = createScheduler(name);
     const b = createScheduler(name);
@@ -175,8 +191,9 @@ function spec(protocol: number, vip: number, port: number, name = `${protocol}/$
     vip,
     port,
     scheduler: "rr",
+    schedulerFlags: { port: false, fallback: false },
     forward: "nat",
-    reals: [{ addr: 0x0a0a0a0b, port: 8080, weight: 1 }],
+    reals: [{ addr: 0x0a0a0a0b, port: 8080, weight: 1, upperThreshold: 0, lowerThreshold: 0 }],
   } satisfies ServiceSpec;
 }
 
@@ -269,8 +286,8 @@ Deno.test("Service compiles reals into arrays and keeps per-real counters apart"
       ...spec(TCP, VIP1, 80),
       scheduler: "wrr",
       reals: [
-        { addr: 0x0a0a0a0b, port: 8080, weight: 2 },
-        { addr: 0x0a0a0a0c, port: 8081, weight: 1 },
+        { addr: 0x0a0a0a0b, port: 8080, weight: 2, upperThreshold: 0, lowerThreshold: 0 },
+        { addr: 0x0a0a0a0c, port: 8081, weight: 1, upperThreshold: 0, lowerThreshold: 0 },
       ],
     },
     7,
