@@ -128,7 +128,8 @@ async function primaryAddress(lab: Lab, role: string): Promise<string> {
   return m ? m[1] : "";
 }
 
-function serverHandle(
+/** Wraps a spawned server process as a LabServer. */
+export function serverHandle(
   role: string,
   port: number,
   child: Deno.ChildProcess,
@@ -210,7 +211,7 @@ export async function startUdpEchoServer(
 }
 
 /** Polls `ready` until true; throws with the server's stderr if it exits first or times out. */
-async function waitReady(
+export async function waitReady(
   lab: Lab,
   role: string,
   child: Deno.ChildProcess,
