@@ -1,16 +1,108 @@
 /**
- * The admin HTTP endpoint (Hono on Deno.serve): liveness and the services
- * with their reals and counters.
+ * The admin HTTP endpoint (Hono on Deno.serve): liveness, the services with
+ * their reals and counters, counters and rates (`ipvsadm --stats --rate`),
+ * zeroing (`-Z`), the connection listing (`-Lnc`) and the timeouts (`--set`).
  */
 import { Hono } from "hono";
-import type { WorkerStats } from "../dataplane/worker.ts";
+import { z } from "zod";
+import { CONN_STATE_NAMES } from "../dataplane/conn/state.ts";
 import { FORWARD_METHODS } from "../dataplane/service.ts";
+import { LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT } from "../dataplane/stats/conn_listing.ts";
+import { MAX_TIMEOUT_SECONDS } from "../dataplane/stats/requests.ts";
+import type { WorkerRequestName, WorkerRequests } from "../dataplane/worker.ts";
+import { parseIpv4Address, PROTO_TCP, PROTO_UDP } from "../dataplane/wire/ipv4.ts";
 import type { ApplianceConfig } from "./config.ts";
+import { DataplaneRequestError } from "./dataplane_handle.ts";
+
+/** Sends one request to the dataplane and resolves with its result. */
+export type DataplaneRequester = <K extends WorkerRequestName>(
+  name: K,
+  params: WorkerRequests[K]["params"],
+) => Promise<WorkerRequests[K]["result"]>;
 
 /** What the admin endpoint reads from the running appliance. */
 export interface AdminSource {
   config(): ApplianceConfig;
-  stats(): Promise<WorkerStats>;
+  request: DataplaneRequester;
+}
+
+/** An operator's mistake in a request: answered with 400 and the field it concerns. */
+class BadRequest extends Error {
+  constructor(readonly field: string, message: string) {
+    super(field === "" ? message : `${field}: ${message}`);
+  }
+}
+
+const timeoutSeconds = z.int(`must be an integer 1..${MAX_TIMEOUT_SECONDS}`)
+  .min(1, `must be an integer 1..${MAX_TIMEOUT_SECONDS}`)
+  .max(MAX_TIMEOUT_SECONDS, `must be an integer 1..${MAX_TIMEOUT_SECONDS}`);
+
+/** Body of PUT /api/v1/timeouts: seconds, as `ipvsadm --set tcp tcpfin udp`. */
+const TimeoutsBody = z.strictObject({
+  tcp: timeoutSeconds.optional(),
+  tcpfin: timeoutSeconds.optional(),
+  udp: timeoutSeconds.optional(),
+}, "must be a JSON object with tcp, tcpfin and/or udp");
+
+/** A decimal integer in a query string. */
+function queryInt(min: number, max: number) {
+  const message = `must be an integer ${min}..${max}`;
+  return z.string().regex(/^[0-9]{1,10}$/, message).transform(Number).pipe(
+    z.int(message).min(min, message).max(max, message),
+  );
+}
+
+const STATE_NAMES = CONN_STATE_NAMES as [string, ...string[]];
+
+/** Query of GET /api/v1/connections. */
+const ConnectionsQuery = z.strictObject({
+  service: z.string().min(1, "must name a service").optional(),
+  real: z.string().optional(),
+  state: z.string().transform((s) => s.toUpperCase()).pipe(
+    z.enum(STATE_NAMES, `must be one of ${CONN_STATE_NAMES.join(", ")}`),
+  ).optional(),
+  protocol: z.string().transform((s) => s.toLowerCase()).pipe(
+    z.enum(["tcp", "udp"], "must be tcp or udp"),
+  ).optional(),
+  cursor: queryInt(0, 0x7fffffff).optional(),
+  limit: queryInt(1, LIST_MAX_LIMIT).optional(),
+});
+
+/** Query of POST /api/v1/stats/zero. */
+const ZeroQuery = z.strictObject({ service: z.string().min(1, "must name a service").optional() });
+
+/** Parses `input` with `schema`, turning its first issue into a BadRequest naming the field. */
+function parse<T>(schema: z.ZodType<T>, input: unknown): T {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  if (issue.code === "unrecognized_keys") {
+    return fail(issue.keys[0], "unknown field");
+  }
+  return fail(issue.path.join("."), issue.message);
+}
+
+function fail(field: string, message: string): never {
+  throw new BadRequest(field, message);
+}
+
+/** "A.B.C.D" or "A.B.C.D:PORT" → address and port (undefined when not given). */
+function parseReal(s: string): { addr: number; port?: number } {
+  const colon = s.lastIndexOf(":");
+  const addr = parseIpv4Address(colon < 0 ? s : s.slice(0, colon));
+  if (addr === null) return fail("real", `must be ADDRESS or ADDRESS:PORT, got ${s}`);
+  if (colon < 0) return { addr };
+  const port = s.slice(colon + 1);
+  if (!/^[0-9]{1,5}$/.test(port) || Number(port) > 65535) {
+    return fail("real", `port must be 0..65535, got ${port}`);
+  }
+  return { addr, port: Number(port) };
+}
+
+function knownService(config: ApplianceConfig, name: string | undefined): void {
+  if (name !== undefined && !config.services.some((s) => s.name === name)) {
+    fail("service", `no such service: ${name}`);
+  }
 }
 
 /** Builds the admin app over `source`. */
@@ -21,7 +113,7 @@ export function createAdminApp(source: AdminSource): Hono {
 
   app.get("/api/v1/services", async (c) => {
     const config = source.config();
-    const stats = await source.stats();
+    const stats = await source.request("stats", {});
     return c.json({
       services: config.services.map((svc) => {
         const live = stats.services.find((s) => s.name === svc.name);
@@ -56,7 +148,58 @@ export function createAdminApp(source: AdminSource): Hono {
     });
   });
 
+  app.get("/api/v1/stats", async (c) => {
+    return c.json({ services: await source.request("traffic", {}) });
+  });
+
+  app.post("/api/v1/stats/zero", async (c) => {
+    const { service } = parse(ZeroQuery, c.req.query());
+    knownService(source.config(), service);
+    return c.json(await source.request("zeroStats", service === undefined ? {} : { service }));
+  });
+
+  app.get("/api/v1/connections", async (c) => {
+    const q = parse(ConnectionsQuery, c.req.query());
+    knownService(source.config(), q.service);
+    const real = q.real === undefined ? undefined : parseReal(q.real);
+    const page = await source.request("connections", {
+      service: q.service,
+      realAddr: real?.addr,
+      realPort: real?.port,
+      state: q.state,
+      protocol: q.protocol === undefined ? undefined : q.protocol === "tcp" ? PROTO_TCP : PROTO_UDP,
+      cursor: q.cursor ?? 0,
+      limit: q.limit ?? LIST_DEFAULT_LIMIT,
+    });
+    return c.json(page);
+  });
+
+  app.get("/api/v1/timeouts", async (c) => c.json(await source.request("getTimeouts", {})));
+
+  app.put("/api/v1/timeouts", async (c) => {
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      return fail("", "the body must be JSON: {tcp?, tcpfin?, udp?}");
+    }
+    const t = parse(TimeoutsBody, body);
+    if (t.tcp === undefined && t.tcpfin === undefined && t.udp === undefined) {
+      return fail("", "name at least one of tcp, tcpfin, udp");
+    }
+    return c.json(await source.request("setTimeouts", t));
+  });
+
   app.notFound((c) => c.json({ error: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404));
-  app.onError((err, c) => c.json({ error: err.message }, 500));
+  app.onError((err, c) => {
+    if (err instanceof BadRequest) {
+      const body = err.field === ""
+        ? { error: err.message }
+        : { error: err.message, field: err.field };
+      return c.json(body, 400);
+    }
+    if (err instanceof DataplaneRequestError) return c.json({ error: err.message }, 400);
+    return c.json({ error: err.message }, 500);
+  });
   return app;
 }

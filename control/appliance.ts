@@ -5,7 +5,7 @@
  */
 import { TunDevice } from "../dataplane/tun.ts";
 import { createAdminApp } from "./api.ts";
-import { type ApplianceConfig, loadConfig } from "./config.ts";
+import { type ApplianceConfig, loadConfig, realReplyPorts } from "./config.ts";
 import { DataplaneHandle } from "./dataplane_handle.ts";
 import { compileDataplaneSpec } from "./dataplane_spec.ts";
 import { HostChanges } from "./host.ts";
@@ -53,7 +53,10 @@ export async function runAppliance(configPath: string): Promise<number> {
       spec,
       (message) => stop(1, "dataplane failed", { error: message }),
     );
-    const app = createAdminApp({ config: () => config, stats: () => dataplane!.stats() });
+    const app = createAdminApp({
+      config: () => config,
+      request: (name, params) => dataplane!.request(name, params),
+    });
     server = Deno.serve({
       hostname: config.admin.host,
       port: config.admin.port,
@@ -84,7 +87,11 @@ function hostPlan(config: ApplianceConfig) {
     tun: config.dataplane.tun,
     vips: [...new Set(config.services.map((s) => s.vip))],
     natReals: config.services.filter((s) => s.forward === "nat").flatMap((s) =>
-      s.reals.map((r) => ({ address: r.address, port: r.port, protocol: s.protocol }))
+      s.reals.map((r) => ({
+        address: r.address,
+        ports: realReplyPorts(s, r),
+        protocol: s.protocol,
+      }))
     ),
     uplink: config.host.uplink,
     realside: config.host.realside,

@@ -18,6 +18,7 @@ import {
 import { z } from "zod";
 import { SCHEDULER_NAMES, type SchedulerName } from "../dataplane/sched/registry.ts";
 import { FORWARD_METHODS as FORWARD_METHOD_NAMES, type ForwardName } from "../dataplane/service.ts";
+import { MAX_TIMEOUT_SECONDS } from "../dataplane/stats/requests.ts";
 import { parseIpv4Address } from "../dataplane/wire/ipv4.ts";
 
 /** Config file read when no path is given on the command line. */
@@ -47,6 +48,8 @@ export const CONFIG_DEFAULTS = {
   scheduler: "wlc",
   forward: "nat",
   weight: 1,
+  // ipvsadm's -p without a value, and -M's default.
+  persistence: { timeout: 300, netmask: "255.255.255.255" },
 } as const satisfies {
   adminListen: string;
   tun: string;
@@ -55,17 +58,19 @@ export const CONFIG_DEFAULTS = {
   scheduler: SchedulerName;
   forward: ForwardMethod;
   weight: number;
+  persistence: PersistenceConfig;
 };
 
 /** Largest connection threshold: what fits the dataplane's signed 32-bit counters. */
 export const MAX_THRESHOLD = 2147483647;
 
-/** Largest timeout in seconds; keeps timeout*1000 within a signed 32-bit millisecond timer. */
-export const MAX_TIMEOUT_SECONDS = 2147483;
+/** Largest timeout in seconds (the dataplane's limit). */
+export { MAX_TIMEOUT_SECONDS };
 
 /** One real server behind a virtual service. */
 export interface RealConfig {
   address: string;
+  /** 0: the port the client connected to (a real without a port in a port group or port-0 service). */
   port: number;
   weight: number;
   /** ipvsadm -x: no new connections at this many connections (0 = no limit). */
@@ -79,12 +84,30 @@ export const SCHEDULER_FLAGS = ["sh-fallback", "sh-port", "mh-fallback", "mh-por
 /** A scheduler flag name. */
 export type SchedulerFlagName = (typeof SCHEDULER_FLAGS)[number];
 
+/** An inclusive range of ports, `[first, last]`; a single port is `[p, p]`. */
+export type PortRange = [number, number];
+
+/** Persistence, as ipvsadm's `-p TIMEOUT -M NETMASK`. */
+export interface PersistenceConfig {
+  /** Seconds a client's template lives after its last new connection. */
+  timeout: number;
+  /** Clients whose addresses agree under this dotted-quad mask share a template. */
+  netmask: string;
+}
+
 /** One virtual service (VIP:port/protocol) and its real servers. */
 export interface ServiceConfig {
   name: string;
   protocol: Protocol;
   vip: string;
+  /** The port served; 0 for a port group (`ports`) or, with persistence, any port. */
   port: number;
+  /** Present for a port group (`ports:` in the file): the ranges of ports the service serves. */
+  ports?: PortRange[];
+  /** Present when the service is persistent (`persistence:` in the file). */
+  persistence?: PersistenceConfig;
+  /** Present, and true, with `one_packet: true` (ipvsadm -o). */
+  onePacket?: true;
   scheduler: SchedulerName;
   schedulerFlags: SchedulerFlagName[];
   forward: ForwardMethod;
@@ -195,6 +218,46 @@ function unicastIpv4Problem(s: string): string | null {
   return reason === null ? null : `must be a unicast IPv4 address, but ${reason}`;
 }
 
+/** Why `s` is not a netmask (a dotted quad whose one bits all come first), or null. */
+function netmaskProblem(s: string): string | null {
+  const syntax = ipv4SyntaxProblem(s);
+  if (syntax !== null) return syntax.replace("is not an IPv4 address", "is not a netmask");
+  const hostBits = ~(parseIpv4Address(s) as number) >>> 0;
+  if ((hostBits & (hostBits + 1)) !== 0) {
+    return `${
+      JSON.stringify(s)
+    } is not a netmask: its one bits must come first, as in 255.255.255.0`;
+  }
+  return null;
+}
+
+/** A `ports` item as a range: a port number or a "FIRST-LAST" string; a problem otherwise. */
+function parsePortItem(v: unknown): PortRange | string {
+  const usage = 'must be a port number or a "FIRST-LAST" range such as "8000-8099"';
+  if (typeof v === "number") {
+    return Number.isInteger(v) && v >= 1 && v <= 65535 ? [v, v] : intRangeMessage(1, 65535, v);
+  }
+  if (typeof v !== "string") return `${usage} (got ${describe(v)})`;
+  const m = /^\s*([0-9]{1,5})\s*-\s*([0-9]{1,5})\s*$/.exec(v);
+  if (m === null) return `${usage} (got ${describe(v)}${quoteHint(v)})`;
+  const first = Number(m[1]);
+  const last = Number(m[2]);
+  if (first < 1 || last < 1 || first > 65535 || last > 65535) {
+    return `range ${JSON.stringify(v)}: ports must be between 1 and 65535`;
+  }
+  if (first > last) return `range ${JSON.stringify(v)} runs backwards; write "${last}-${first}"`;
+  return [first, last];
+}
+
+function formatRange([first, last]: PortRange): string {
+  return first === last ? String(first) : `${first}-${last}`;
+}
+
+/** "port 80" or "ports 8000-8099". */
+function describeRange(range: PortRange): string {
+  return `${range[0] === range[1] ? "port" : "ports"} ${formatRange(range)}`;
+}
+
 /** Linux interface-name rules (dev_valid_name): IFNAMSIZ-1 bytes, no '/', ':' or whitespace. */
 function interfaceNameProblem(s: string): string | null {
   const shown = JSON.stringify(s);
@@ -280,11 +343,40 @@ const realSchema = strictMap({
   lower_threshold: intInRange(0, MAX_THRESHOLD).default(0),
 });
 
+/** A service port: 1..65535, or 0 (any port), which the semantic pass allows with persistence only. */
+const servicePort = (() => {
+  const message = requiredOr((input) =>
+    `${intRangeMessage(1, 65535, input)}; or 0 (any port) with persistence`
+  );
+  return z.number({ error: message }).refine(
+    (n) => Number.isInteger(n) && n >= 0 && n <= 65535,
+    { error: message },
+  );
+})();
+
+const portItem = z.unknown().transform((v, ctx): PortRange => {
+  const parsed = parsePortItem(v);
+  if (typeof parsed !== "string") return parsed;
+  ctx.addIssue({ code: "custom", message: parsed, input: v });
+  return z.NEVER;
+});
+
+const persistenceSchema = strictMap({
+  timeout: intInRange(1, MAX_TIMEOUT_SECONDS).default(CONFIG_DEFAULTS.persistence.timeout),
+  netmask: checkedString("a netmask such as 255.255.255.0", netmaskProblem)
+    .default(CONFIG_DEFAULTS.persistence.netmask),
+});
+
 const serviceSchema = strictMap({
   name: checkedString("a service name", serviceNameProblem),
   protocol: z.enum(PROTOCOLS).default(CONFIG_DEFAULTS.protocol),
   vip: checkedString("an IPv4 address", unicastIpv4Problem),
-  port: intInRange(1, 65535),
+  port: servicePort.optional(),
+  ports: z.array(portItem).min(1, { error: "must list at least one port" }).optional(),
+  persistence: persistenceSchema.optional(),
+  one_packet: z.boolean({
+    error: (iss) => `must be true or false (got ${describe(iss.input)})`,
+  }).optional(),
   scheduler: z.enum(SCHEDULERS).default(CONFIG_DEFAULTS.scheduler),
   scheduler_flags: z.array(z.enum(SCHEDULER_FLAGS)).default([]),
   forward: z.enum(FORWARD_METHODS).default(CONFIG_DEFAULTS.forward),
@@ -450,12 +542,105 @@ function endpointKey(address: unknown, port: unknown): string | null {
   return addr === null ? null : `${addr}:${port}`;
 }
 
+/** Ports a service serves on its VIP and protocol, for finding overlaps between services. */
+interface PortClaim {
+  range: PortRange;
+  service: number;
+  /** Claimed through `ports`, not `port`. */
+  group: boolean;
+}
+
+/** Whether a raw service serves more than one port: reals without a port then follow the client. */
+function servesAnyPort(svc: Record<string, unknown>): boolean {
+  return svc.ports !== undefined || svc.port === 0;
+}
+
+/**
+ * The port rules: exactly one of `port` and `ports`; port 0 only with persistence (IPVS
+ * schedules nothing for a non-persistent port-zero service); no port twice in a list; no port
+ * served by two services on one VIP and protocol (a port-0 service only takes what no other
+ * serves, so it overlaps nothing); one_packet on UDP only, as IPVS applies it.
+ */
+function portIssues(
+  svc: Record<string, unknown>,
+  i: number,
+  claims: Map<string, PortClaim[]>,
+  issues: RawIssue[],
+): void {
+  const { port, ports } = svc;
+  const protocol = svc.protocol ?? CONFIG_DEFAULTS.protocol;
+  if (svc.one_packet === true && protocol !== "udp") {
+    issues.push({
+      path: ["services", i, "one_packet"],
+      message: `applies to UDP services only (this one is ${JSON.stringify(protocol)})`,
+    });
+  }
+  if (port === undefined && ports === undefined) {
+    issues.push({ path: ["services", i, "port"], message: "is required" });
+    return;
+  }
+  if (port !== undefined && ports !== undefined) {
+    issues.push({
+      path: ["services", i, "ports"],
+      message: "give either port or ports (a port group), not both",
+    });
+    return;
+  }
+  if (port === 0 && svc.persistence === undefined) {
+    issues.push({
+      path: ["services", i, "port"],
+      message: "0 (any port) needs persistence, as ipvsadm requires",
+    });
+  }
+  const vip = typeof svc.vip === "string" ? parseIpv4Address(svc.vip) : null;
+  if (vip === null || typeof protocol !== "string") return;
+  const key = `${protocol}/${vip}`;
+  const earlier = claims.get(key) ?? [];
+  const own: PortClaim[] = [];
+  const overlapping = (list: PortClaim[], [first, last]: PortRange) =>
+    list.find((c) => c.range[0] <= last && first <= c.range[1]);
+  if (typeof port === "number" && port !== 0) {
+    const other = overlapping(earlier, [port, port]);
+    // Two services on one port are reported as duplicates already.
+    if (other !== undefined && other.group) {
+      issues.push({
+        path: ["services", i, "port"],
+        message: `port ${port} is already served by services[${other.service}] ` +
+          `(${protocol} ${svc.vip} ${describeRange(other.range)})`,
+      });
+    }
+    own.push({ range: [port, port], service: i, group: false });
+  } else if (Array.isArray(ports)) {
+    ports.forEach((item, j) => {
+      const range = parsePortItem(item);
+      if (typeof range === "string") return;
+      const mine = overlapping(own, range);
+      const other = overlapping(earlier, range);
+      if (mine !== undefined) {
+        issues.push({
+          path: ["services", i, "ports", j],
+          message: `${formatRange(range)} overlaps ${formatRange(mine.range)} earlier in the list`,
+        });
+      } else if (other !== undefined) {
+        issues.push({
+          path: ["services", i, "ports", j],
+          message: `${formatRange(range)} overlaps services[${other.service}] ` +
+            `(${protocol} ${svc.vip} ${describeRange(other.range)})`,
+        });
+      }
+      own.push({ range, service: i, group: true });
+    });
+  }
+  claims.set(key, [...earlier, ...own]);
+}
+
 function semanticIssues(raw: unknown): RawIssue[] {
   const issues: RawIssue[] = [];
   const services = asRecord(raw)?.services;
   if (!Array.isArray(services)) return issues;
   const byName = new Map<string, number>();
   const byEndpoint = new Map<string, number>();
+  const claims = new Map<string, PortClaim[]>();
   services.forEach((entry, i) => {
     const svc = asRecord(entry);
     if (svc === null) return;
@@ -482,6 +667,7 @@ function semanticIssues(raw: unknown): RawIssue[] {
         });
       } else byEndpoint.set(key, i);
     }
+    portIssues(svc, i, claims, issues);
     if (Array.isArray(svc.scheduler_flags)) {
       const scheduler = svc.scheduler ?? CONFIG_DEFAULTS.scheduler;
       svc.scheduler_flags.forEach((flag, j) => {
@@ -508,14 +694,15 @@ function semanticIssues(raw: unknown): RawIssue[] {
           message: `must not exceed upper_threshold (${lower} > ${upper})`,
         });
       }
-      const port = real.port ?? svc.port;
+      const port = real.port ?? (servesAnyPort(svc) ? 0 : svc.port);
       const key = endpointKey(real.address, port);
       if (key === null) return;
       const first = reals.get(key);
       if (first !== undefined) {
+        const endpoint = port === 0 ? `${real.address} (no port)` : `${real.address}:${port}`;
         issues.push({
           path: ["services", i, "reals", j],
-          message: `duplicate real ${real.address}:${port} (already listed as reals[${first}])`,
+          message: `duplicate real ${endpoint} (already listed as reals[${first}])`,
         });
       } else reals.set(key, j);
     });
@@ -554,27 +741,45 @@ function toModel(out: SchemaOutput): ApplianceConfig {
       ...(out.host.realside === undefined ? {} : { realside: out.host.realside }),
     },
     timeouts: { ...out.timeouts },
-    services: out.services.map((s) => ({
-      name: s.name,
-      protocol: s.protocol,
-      vip: s.vip,
-      port: s.port,
-      scheduler: s.scheduler,
-      schedulerFlags: [...new Set(s.scheduler_flags)],
-      forward: s.forward,
-      reals: s.reals.map((r) => ({
-        address: r.address,
-        port: r.port ?? s.port,
-        weight: r.weight,
-        upperThreshold: r.upper_threshold,
-        lowerThreshold: r.lower_threshold,
-      })),
-    })),
+    services: out.services.map((s) => {
+      const port = s.port ?? 0;
+      // A real without a port in a service of many ports takes the client's port (port 0).
+      const realDefaultPort = s.ports !== undefined ? 0 : port;
+      return {
+        name: s.name,
+        protocol: s.protocol,
+        vip: s.vip,
+        port,
+        ...(s.ports === undefined ? {} : { ports: s.ports.map(([a, b]): PortRange => [a, b]) }),
+        ...(s.persistence === undefined ? {} : { persistence: { ...s.persistence } }),
+        ...(s.one_packet === true ? { onePacket: true as const } : {}),
+        scheduler: s.scheduler,
+        schedulerFlags: [...new Set(s.scheduler_flags)],
+        forward: s.forward,
+        reals: s.reals.map((r) => ({
+          address: r.address,
+          port: r.port ?? realDefaultPort,
+          weight: r.weight,
+          upperThreshold: r.upper_threshold,
+          lowerThreshold: r.lower_threshold,
+        })),
+      };
+    }),
   };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Entry points.
+
+/**
+ * The source ports `real`'s replies for `svc` come from: its own port, or, for a real that
+ * takes the client's port, every port the service serves (what a reply rule must match).
+ */
+export function realReplyPorts(svc: ServiceConfig, real: RealConfig): PortRange[] {
+  if (real.port !== 0) return [[real.port, real.port]];
+  if (svc.ports !== undefined) return svc.ports.map(([a, b]): PortRange => [a, b]);
+  return [[1, 65535]];
+}
 
 /** toJS only fails on aliases: an undefined anchor, or too many expansions (billion laughs). */
 function aliasIssue(doc: Document, source: SourceMap, file: string, e: unknown): ConfigIssue {

@@ -1,14 +1,26 @@
 /**
  * The control plane's handle on a dataplane worker: starts it on a TUN
- * descriptor, asks it for statistics, stops it.
+ * descriptor, sends it requests and waits for their answers, stops it.
  */
 import type { DataplaneSpec } from "../dataplane/service.ts";
-import type { FromWorker, ToWorker, WorkerStats } from "../dataplane/worker.ts";
+import type {
+  FromWorker,
+  ToWorker,
+  WorkerRequestName,
+  WorkerRequests,
+  WorkerStats,
+} from "../dataplane/worker.ts";
+
+/** A request the worker refused (bad parameters, unknown service): the operator's mistake. */
+export class DataplaneRequestError extends Error {}
+
+/** How a request ends: with the worker's result, or its error message. */
+type Settle = { result: unknown } | { error: string };
 
 /** A running dataplane worker. */
 export class DataplaneHandle {
   readonly #worker: Worker;
-  readonly #pending = new Map<number, (s: WorkerStats) => void>();
+  readonly #pending = new Map<number, (answer: Settle) => void>();
   #nextId = 1;
   #stopped: Promise<void>;
   #resolveStopped!: () => void;
@@ -52,8 +64,8 @@ export class DataplaneHandle {
             else reject(new Error(msg.message));
             handle.#resolveStopped();
             break;
-          case "stats":
-            handle.#pending.get(msg.id)?.(msg.stats);
+          case "response":
+            handle.#pending.get(msg.id)?.(msg);
             handle.#pending.delete(msg.id);
             break;
           case "stopped":
@@ -65,20 +77,34 @@ export class DataplaneHandle {
     });
   }
 
-  /** Asks the worker for a snapshot of its counters and connections. */
-  stats(timeoutMs = 2000): Promise<WorkerStats> {
+  /**
+   * Sends request `name` with `params` and resolves with the worker's result;
+   * rejects with DataplaneRequestError when the worker refuses it, or with an
+   * Error when it does not answer within `timeoutMs`.
+   */
+  request<K extends WorkerRequestName>(
+    name: K,
+    params: WorkerRequests[K]["params"],
+    timeoutMs = 2000,
+  ): Promise<WorkerRequests[K]["result"]> {
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
-        reject(new Error("dataplane worker did not answer"));
+        reject(new Error(`dataplane worker did not answer ${name}`));
       }, timeoutMs);
-      this.#pending.set(id, (s) => {
+      this.#pending.set(id, (answer) => {
         clearTimeout(timer);
-        resolve(s);
+        if ("error" in answer) reject(new DataplaneRequestError(answer.error));
+        else resolve(answer.result as WorkerRequests[K]["result"]);
       });
-      this.#send({ type: "stats", id });
+      this.#send({ type: "request", id, name, params });
     });
+  }
+
+  /** Asks the worker for a snapshot of its counters and connections. */
+  stats(timeoutMs = 2000): Promise<WorkerStats> {
+    return this.request("stats", {}, timeoutMs);
   }
 
   /** Stops the worker's loop and ends the worker. */

@@ -2,7 +2,7 @@
  * Compiles the operator's configuration into the dataplane's specification:
  * addresses as numbers, protocols as IP protocol numbers.
  */
-import type { DataplaneSpec } from "../dataplane/service.ts";
+import type { DataplaneSpec, PortRange } from "../dataplane/service.ts";
 import { parseIpv4Address, PROTO_TCP, PROTO_UDP } from "../dataplane/wire/ipv4.ts";
 import type { ApplianceConfig } from "./config.ts";
 
@@ -26,6 +26,14 @@ export function compileDataplaneSpec(config: ApplianceConfig): DataplaneSpec {
       protocol: s.protocol === "tcp" ? PROTO_TCP : PROTO_UDP,
       vip: addr(s.vip),
       port: s.port,
+      ...(s.ports === undefined ? {} : { ports: s.ports.map(([a, b]): PortRange => [a, b]) }),
+      ...(s.persistence === undefined ? {} : {
+        persistence: {
+          timeoutMs: s.persistence.timeout * 1000,
+          netmask: addr(s.persistence.netmask),
+        },
+      }),
+      ...(s.onePacket === true ? { onePacket: true } : {}),
       scheduler: s.scheduler,
       schedulerFlags: {
         port: s.schedulerFlags.some((f) => f.endsWith("-port")),

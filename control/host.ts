@@ -25,7 +25,8 @@ export interface HostPlan {
   tun: string;
   vips: string[];
   /** Real servers whose replies must come back through the TUN (NAT). */
-  natReals: { address: string; port: number; protocol: "tcp" | "udp" }[];
+  /** Each with the source ports its replies come from: `[lo, hi]` ranges. */
+  natReals: { address: string; ports: [number, number][]; protocol: "tcp" | "udp" }[];
   uplink?: string;
   realside?: string;
 }
@@ -154,21 +155,23 @@ export class HostChanges {
     for (const real of plan.natReals) {
       const dev = plan.realside ?? await routeDevice(real.address);
       if (dev === plan.tun || dev === "lo") continue;
-      const rule = [
-        "iif",
-        dev,
-        "from",
-        `${real.address}/32`,
-        "ipproto",
-        real.protocol,
-        "sport",
-        String(real.port),
-        "lookup",
-        String(REPLY_TABLE),
-        "pref",
-        String(REPLY_RULE_PRIORITY),
-      ];
-      if (!rules.some((r) => r.join(" ") === rule.join(" "))) rules.push(rule);
+      for (const [lo, hi] of real.ports) {
+        const rule = [
+          "iif",
+          dev,
+          "from",
+          `${real.address}/32`,
+          "ipproto",
+          real.protocol,
+          "sport",
+          lo === hi ? String(lo) : `${lo}-${hi}`,
+          "lookup",
+          String(REPLY_TABLE),
+          "pref",
+          String(REPLY_RULE_PRIORITY),
+        ];
+        if (!rules.some((r) => r.join(" ") === rule.join(" "))) rules.push(rule);
+      }
     }
     if (rules.length > 0) {
       await ip(["route", "replace", "default", "dev", plan.tun, "table", String(REPLY_TABLE)]);

@@ -3,13 +3,38 @@
  * connection, translate in place. One call per packet, no allocation.
  */
 import { ConnFlag, ConnTable } from "./conn/table.ts";
-import { CONN_STATE_NAMES, ConnState, nextTcpState, stateTimeouts } from "./conn/state.ts";
+import {
+  CONN_STATE_NAMES,
+  ConnState,
+  nextTcpState,
+  stateTimeouts,
+  TcpDir,
+  tcpStateActive,
+  type Timeouts,
+} from "./conn/state.ts";
+import { FragmentTable } from "./conn/fragment_table.ts";
+import { NO_ROOM, Persistence } from "./conn/persistence.ts";
+import {
+  icmpErrorToClient,
+  icmpErrorToReal,
+  icmpErrorTranslated,
+  quotedDstPort,
+  quotedPacket,
+  quotedSrcPort,
+} from "./forward/icmp_error.ts";
 import { natOriginal, natReply } from "./forward/nat.ts";
-import { type DataplaneSpec, RealCounter, type Service, ServiceTable } from "./service.ts";
-import { adjust16 } from "./wire/checksum.ts";
+import {
+  type DataplaneSpec,
+  ONE_PACKET_REPLY_WAIT_MS,
+  RealCounter,
+  type Service,
+  ServiceTable,
+} from "./service.ts";
+import { adjust16, adjust32 } from "./wire/checksum.ts";
 import {
   ICMP_ECHO_REPLY,
   ICMP_ECHO_REQUEST,
+  ICMP_HEADER,
   icmpChecksum,
   icmpType,
   parseIcmp,
@@ -20,7 +45,9 @@ import {
   fillIpHeaderChecksum,
   ipDst,
   ipFragmentOffset,
+  ipHeaderChecksum,
   ipHeaderLength,
+  ipId,
   ipMoreFragments,
   ipProtocol,
   ipSrc,
@@ -30,6 +57,7 @@ import {
   PROTO_TCP,
   PROTO_UDP,
   setIpDst,
+  setIpHeaderChecksum,
   setIpSrc,
   setIpTtl,
 } from "./wire/ipv4.ts";
@@ -38,6 +66,9 @@ import { parseUdp, UDP_HEADER, udpDstPort, udpSrcPort } from "./wire/udp.ts";
 
 /** What `process` returns for a packet that must not be written back. */
 export const DROP = -1;
+
+/** What the ICMP error path returns when the message is about no connection it handles. */
+const UNTRACKED = -2;
 
 /** Engine-wide counters, by index into `Engine.counters`. */
 export const EngineCounter = {
@@ -57,6 +88,12 @@ export const EngineCounter = {
   DROP_TABLE_FULL: 13,
   DROP_FRAGMENT: 14,
   DROP_UNSUPPORTED: 15,
+  /** ICMP errors about a connection, translated along it (an outcome, apart from FORWARDED). */
+  ICMP_ERRORS_TRANSLATED: 16,
+  /** Later fragments given their first fragment's addresses (apart from FORWARDED). */
+  FRAGMENTS_TRANSLATED: 17,
+  /** ICMP errors to a VIP that quote no connection we track. */
+  DROP_ICMP_UNTRACKED: 18,
 } as const;
 
 /** Metric names of `EngineCounter`, indexed alike. */
@@ -77,6 +114,9 @@ export const ENGINE_COUNTER_NAMES: readonly string[] = [
   "drop_table_full",
   "drop_fragment",
   "drop_unsupported",
+  "icmp_errors_translated",
+  "fragments_translated",
+  "drop_icmp_untracked",
 ];
 
 const C = EngineCounter;
@@ -84,9 +124,14 @@ const C = EngineCounter;
 /** The forwarding engine of one worker: services, connections, counters. */
 export class Engine {
   readonly conns: ConnTable;
+  /** Persistence templates (-p) and the connections they control, within `conns`. */
+  readonly persistence: Persistence;
+  /** First fragments' rewrites, which their later fragments follow. */
+  readonly fragments = new FragmentTable();
   readonly counters = new Float64Array(ENGINE_COUNTER_NAMES.length);
   services: ServiceTable;
   #timeouts: Float64Array;
+  #operatorTimeouts: Timeouts;
   /** The engine's clock in ms; the worker advances it once per batch. */
   now = 0;
   readonly #onExpire = (id: number): boolean => this.#expired(id);
@@ -94,8 +139,10 @@ export class Engine {
   /** Builds the engine for `spec`. */
   constructor(spec: DataplaneSpec) {
     this.conns = new ConnTable(spec.maxConnections);
+    this.persistence = new Persistence(this.conns);
     this.services = new ServiceTable(spec.services);
     this.#timeouts = stateTimeouts(spec.timeouts);
+    this.#operatorTimeouts = { ...spec.timeouts };
   }
 
   /**
@@ -115,15 +162,8 @@ export class Engine {
     const src = ipSrc(b, off);
     const dst = ipDst(b, off);
 
-    if (ipFragmentOffset(b, off) !== 0) {
-      // A later fragment has no ports: it cannot be matched to a connection.
-      if (this.services.isVip(dst)) {
-        this.counters[C.DROP_FRAGMENT]++;
-        return DROP;
-      }
-      this.counters[C.PASSED_THROUGH]++;
-      return total;
-    }
+    // A later fragment has no ports: only its first fragment's rewrite tells where it goes.
+    if (ipFragmentOffset(b, off) !== 0) return this.#laterFragment(b, off, proto, src, dst, total);
 
     let sport: number;
     let dport: number;
@@ -172,6 +212,20 @@ export class Engine {
     this.counters[C.CONNECTIONS_EXPIRED] += this.conns.expire(now, this.#onExpire);
   }
 
+  /** The operator's timeouts in force, in seconds. */
+  get timeouts(): Timeouts {
+    return { ...this.#operatorTimeouts };
+  }
+
+  /**
+   * Replaces the operator's timeouts. As IPVS's `--set`: a connection keeps the expiry it has
+   * and takes the new value with its next packet, which re-arms its timer from the table.
+   */
+  setTimeouts(t: Timeouts): void {
+    this.#timeouts = stateTimeouts(t);
+    this.#operatorTimeouts = { ...t };
+  }
+
   /** Name of connection state `s`. */
   static stateName(s: number): string {
     return CONN_STATE_NAMES[s] ?? "UNKNOWN";
@@ -192,11 +246,25 @@ export class Engine {
       this.counters[C.DROP_TABLE_FULL]++;
       return -1;
     }
-    const real = svc.scheduler.pick(svc, src, sport, dst, dport);
-    if (real < 0) {
-      t.release(id);
-      this.counters[C.DROP_NO_REAL]++;
-      return -1;
+    let real: number;
+    t.control[id] = 0;
+    if (svc.persistTimeoutMs > 0) {
+      // The real comes from the client's template (ip_vs_sched_persist).
+      const tpl = this.persistence.acquire(svc, src, sport, dst, dport, this.now);
+      if (tpl < 0) {
+        t.release(id);
+        this.counters[tpl === NO_ROOM ? C.DROP_TABLE_FULL : C.DROP_NO_REAL]++;
+        return -1;
+      }
+      this.persistence.control(id, tpl, svc, this.now);
+      real = t.real[tpl];
+    } else {
+      real = svc.scheduler.pick(svc, src, sport, dst, dport);
+      if (real < 0) {
+        t.release(id);
+        this.counters[C.DROP_NO_REAL]++;
+        return -1;
+      }
     }
     t.protocol[id] = proto;
     t.service[id] = svc.index;
@@ -209,12 +277,19 @@ export class Engine {
     t.outSrc[id] = src;
     t.outSrcPort[id] = sport;
     t.outDst[id] = svc.addr[real];
-    t.outDstPort[id] = svc.port[real];
+    // A real without a port (port 0) takes the port the client asked for.
+    t.outDstPort[id] = svc.port[real] !== 0 ? svc.port[real] : dport;
     const state = proto === PROTO_TCP ? ConnState.NONE : ConnState.UDP;
     t.state[id] = state;
+    let timeout = this.#timeouts[state];
+    if (svc.onePacket) {
+      // -o: the next datagram must be scheduled anew, so only the reply may find this entry.
+      t.flags[id] |= ConnFlag.ONE_PACKET | ConnFlag.NO_ORIGINAL;
+      if (timeout > ONE_PACKET_REPLY_WAIT_MS) timeout = ONE_PACKET_REPLY_WAIT_MS;
+    }
     svc.bind(real);
     svc.count1(real, RealCounter.CONNS, 1);
-    t.link(id, this.now + this.#timeouts[state], this.now);
+    t.link(id, this.now + timeout, this.now);
     this.counters[C.CONNECTIONS_CREATED]++;
     return id;
   }
@@ -242,12 +317,21 @@ export class Engine {
       svc.count1(real, RealCounter.IN_PACKETS, 1);
       svc.count1(real, RealCounter.IN_BYTES, total);
     }
+    if (ipMoreFragments(b, off)) this.#firstFragment(b, off, id, reply, proto, total);
     let state = t.state[id];
     if (proto === PROTO_TCP) {
-      const next = nextTcpState(state, flags, !reply);
+      // IPVS's directions; a connection whose replies bypass us has its own input table.
+      const dir = reply
+        ? TcpDir.OUTPUT
+        : (t.flags[id] & ConnFlag.NO_REPLY) !== 0
+        ? TcpDir.INPUT_ONLY
+        : TcpDir.INPUT;
+      const next = nextTcpState(state, flags, dir);
       if (next !== state) {
+        // As IPVS's set_tcp_state: a connection moves between the real's active and inactive
+        // counts only when its state crosses between the two kinds.
         const wasActive = (t.flags[id] & ConnFlag.ACTIVE) !== 0;
-        const isActive = next === ConnState.ESTABLISHED;
+        const isActive = tcpStateActive(next);
         if (wasActive !== isActive) {
           if (isActive) {
             svc.active[real]++;
@@ -262,11 +346,18 @@ export class Engine {
         t.state[id] = state = next;
       }
     }
-    const expires = this.now + this.#timeouts[state];
+    let timeout = this.#timeouts[state];
+    // A one-packet entry only ever waits for its reply.
+    if ((t.flags[id] & ConnFlag.ONE_PACKET) !== 0 && timeout > ONE_PACKET_REPLY_WAIT_MS) {
+      timeout = ONE_PACKET_REPLY_WAIT_MS;
+    }
+    const expires = this.now + timeout;
     // A shorter timeout must fire on time; a longer one is found lazily by the wheel.
     const earlier = expires < t.expires[id];
     t.expires[id] = expires;
     if (earlier) t.reschedule(id, this.now);
+    // A one-packet entry has done its work once its datagram's reply is through.
+    if (reply && (t.flags[id] & ConnFlag.ONE_PACKET) !== 0) this.#drop(id);
     this.counters[C.FORWARDED]++;
     return total;
   }
@@ -274,10 +365,28 @@ export class Engine {
   #expired(id: number): boolean {
     const t = this.conns;
     const svc = this.services.services[t.service[id]];
+    if ((t.flags[id] & ConnFlag.TEMPLATE) !== 0) return this.persistence.expire(id, svc, this.now);
+    this.#forget(id, svc);
+    return true;
+  }
+
+  /** Removes connection `id` before its time, as its expiry would. */
+  #drop(id: number): void {
+    this.#forget(id, this.services.services[this.conns.service[id]]);
+    this.conns.remove(id);
+    this.counters[C.CONNECTIONS_EXPIRED]++;
+  }
+
+  /**
+   * Undoes what a connection counted while it lived: its real's connection count and its
+   * template's control. Every way a connection ends must come through here.
+   */
+  #forget(id: number, svc: Service | undefined): void {
+    const t = this.conns;
     if (svc !== undefined) {
       svc.unbind(t.real[id], (t.flags[id] & ConnFlag.ACTIVE) !== 0);
     }
-    return true;
+    this.persistence.release(id);
   }
 
   #icmp(
@@ -289,7 +398,22 @@ export class Engine {
     dst: number,
     total: number,
   ): number {
-    if (!this.services.isVip(dst)) {
+    const toVip = this.services.isVip(dst);
+    if (ipMoreFragments(b, off)) {
+      // Only part of the message: its checksum and its quote cannot be checked here.
+      if (toVip) {
+        this.counters[C.DROP_FRAGMENT]++;
+        return DROP;
+      }
+      this.counters[C.PASSED_THROUGH]++;
+      return total;
+    }
+    const type = l4len >= ICMP_HEADER ? icmpType(b, l4) : -1;
+    if (icmpErrorTranslated(type)) {
+      const out = this.#icmpError(b, off, l4, l4len, dst, total);
+      if (out !== UNTRACKED) return out;
+    }
+    if (!toVip) {
       this.counters[C.PASSED_THROUGH]++;
       return total;
     }
@@ -297,8 +421,8 @@ export class Engine {
       this.counters[C.DROP_MALFORMED_ICMP]++;
       return DROP;
     }
-    if (icmpType(b, l4) !== ICMP_ECHO_REQUEST) {
-      this.counters[C.DROP_UNSUPPORTED]++;
+    if (type !== ICMP_ECHO_REQUEST) {
+      this.counters[icmpErrorTranslated(type) ? C.DROP_ICMP_UNTRACKED : C.DROP_UNSUPPORTED]++;
       return DROP;
     }
     // The VIP answers pings itself, as a kernel director with the VIP configured would.
@@ -313,6 +437,135 @@ export class Engine {
       adjust16(icmpChecksum(b, l4), ICMP_ECHO_REQUEST << 8, ICMP_ECHO_REPLY << 8),
     );
     this.counters[C.ECHO_REPLIES]++;
+    return total;
+  }
+
+  /**
+   * Translates an ICMP error about a connection like the connection (IPVS's ip_vs_out_icmp and
+   * ip_vs_in_icmp for NAT). Returns UNTRACKED when it quotes no connection it could be about.
+   */
+  #icmpError(
+    b: Uint8Array,
+    off: number,
+    l4: number,
+    l4len: number,
+    dst: number,
+    total: number,
+  ): number {
+    const inner = quotedPacket(b, l4, l4len);
+    if (inner < 0) return UNTRACKED;
+    const t = this.conns;
+    // The quote is a packet as it left in one direction; its answer is what the table knows.
+    const entry = t.lookup(
+      ipProtocol(b, inner),
+      ipDst(b, inner),
+      quotedDstPort(b, inner),
+      ipSrc(b, inner),
+      quotedSrcPort(b, inner),
+    );
+    if (entry < 0) return UNTRACKED;
+    const id = entry >> 1;
+    const toClient = (entry & 1) === 1;
+    if (toClient) {
+      // About a packet on its way to the real: the error leaves from the VIP, so one sent to a
+      // VIP would come straight back.
+      if (this.services.isVip(dst)) return UNTRACKED;
+    } else if (dst !== t.inDst[id] || (t.flags[id] & ConnFlag.NO_REPLY) !== 0) {
+      // About a reply: only NAT has the real's side of it to restore, and only for its own VIP.
+      return UNTRACKED;
+    }
+    if (parseIcmp(b, l4, l4len) !== 0) {
+      this.counters[C.DROP_MALFORMED_ICMP]++;
+      return DROP;
+    }
+    const svc = this.services.services[t.service[id]];
+    const real = t.real[id];
+    if (toClient) {
+      icmpErrorToClient(b, off, l4, l4len, inner, t.inDst[id], t.inDstPort[id]);
+      if (svc !== undefined) {
+        svc.count1(real, RealCounter.OUT_PACKETS, 1);
+        svc.count1(real, RealCounter.OUT_BYTES, total);
+      }
+    } else {
+      icmpErrorToReal(b, off, l4, l4len, inner, t.outDst[id], t.outDstPort[id]);
+      if (svc !== undefined) {
+        svc.count1(real, RealCounter.IN_PACKETS, 1);
+        svc.count1(real, RealCounter.IN_BYTES, total);
+      }
+    }
+    // As IPVS, an error neither moves the connection's state nor keeps it alive.
+    this.counters[C.ICMP_ERRORS_TRANSLATED]++;
+    return total;
+  }
+
+  /** Records a translated first fragment so that the rest of its datagram follows it. */
+  #firstFragment(
+    b: Uint8Array,
+    off: number,
+    id: number,
+    reply: boolean,
+    proto: number,
+    total: number,
+  ): void {
+    const t = this.conns;
+    // Later fragments arrive with the addresses this one arrived with: the tuple it matched.
+    const src = reply ? t.outDst[id] : t.inSrc[id];
+    const dst = reply ? t.outSrc[id] : t.inDst[id];
+    this.fragments.record(
+      proto,
+      src,
+      dst,
+      ipId(b, off),
+      this.now,
+      ipSrc(b, off),
+      ipDst(b, off),
+      t.service[id],
+      t.real[id],
+      reply,
+      total - ipHeaderLength(b, off),
+    );
+  }
+
+  /** A fragment other than the first: rewritten as its first fragment was, or not at all. */
+  #laterFragment(
+    b: Uint8Array,
+    off: number,
+    proto: number,
+    src: number,
+    dst: number,
+    total: number,
+  ): number {
+    const f = this.fragments;
+    const slot = f.find(proto, src, dst, ipId(b, off), this.now);
+    if (slot < 0) {
+      if (this.services.isVip(dst)) {
+        this.counters[C.DROP_FRAGMENT]++;
+        return DROP;
+      }
+      this.counters[C.PASSED_THROUGH]++;
+      return total;
+    }
+    const newSrc = f.newSrc[slot];
+    const newDst = f.newDst[slot];
+    let check = ipHeaderChecksum(b, off);
+    if (newSrc !== src) {
+      check = adjust32(check, src, newSrc);
+      setIpSrc(b, off, newSrc);
+    }
+    if (newDst !== dst) {
+      check = adjust32(check, dst, newDst);
+      setIpDst(b, off, newDst);
+    }
+    setIpHeaderChecksum(b, off, check);
+    const bytes = total - ipHeaderLength(b, off);
+    const svc = this.services.services[f.service[slot]];
+    const real = f.real[slot];
+    // The datagram was counted as one packet with its first fragment; its bytes add up here.
+    if (svc !== undefined && real < svc.count) {
+      svc.count1(real, f.reply[slot] ? RealCounter.OUT_BYTES : RealCounter.IN_BYTES, total);
+    }
+    f.account(slot, ipFragmentOffset(b, off), bytes, !ipMoreFragments(b, off));
+    this.counters[C.FRAGMENTS_TRANSLATED]++;
     return total;
   }
 

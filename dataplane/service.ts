@@ -5,6 +5,7 @@
 import type { Timeouts } from "./conn/state.ts";
 import { createScheduler, type SchedulerName } from "./sched/registry.ts";
 import type { RealSet, Scheduler, SchedulerFlags } from "./sched/scheduler.ts";
+import { PROTO_UDP } from "./wire/ipv4.ts";
 
 /** Forwarding methods, with the names ipvsadm prints for them. */
 export const FORWARD_METHODS = { nat: "Masq" } as const;
@@ -24,6 +25,17 @@ export interface RealSpec {
   lowerThreshold: number;
 }
 
+/** An inclusive range of ports, `[first, last]`. */
+export type PortRange = [number, number];
+
+/** Persistence as ipvsadm's `-p TIMEOUT -M NETMASK` sets it. */
+export interface PersistenceSpec {
+  /** How long a client's template lives after its last new connection, in ms. */
+  timeoutMs: number;
+  /** Clients whose addresses agree under this mask share a template (uint32, host order). */
+  netmask: number;
+}
+
 /** One virtual service as the control plane specifies it. */
 export interface ServiceSpec {
   name: string;
@@ -31,12 +43,30 @@ export interface ServiceSpec {
   protocol: number;
   /** IPv4 address, host order. */
   vip: number;
+  /**
+   * The port served; 0 with `ports` (a port group) or, with persistence and no `ports`, any
+   * port not served by another service on the VIP (ipvsadm's port 0).
+   */
   port: number;
+  /** A port group: the service serves every port of these ranges (what a firewall mark groups). */
+  ports?: PortRange[];
+  /** Persistence (-p/-M); none when absent. */
+  persistence?: PersistenceSpec;
+  /** One-packet scheduling (-o): each datagram is scheduled on its own. UDP only. */
+  onePacket?: boolean;
   scheduler: SchedulerName;
   schedulerFlags: SchedulerFlags;
   forward: ForwardName;
   reals: RealSpec[];
 }
+
+/**
+ * How long a one-packet entry waits for the reply it exists to translate. IPVS never hashes
+ * such an entry and frees it right after forwarding the datagram, so a NAT reply finds nothing
+ * and leaves untranslated; we keep it until the reply, at most this long (and never longer
+ * than the udp timeout).
+ */
+export const ONE_PACKET_REPLY_WAIT_MS = 5_000;
 
 /** Everything the dataplane needs to run: structured-clone safe, posted to workers. */
 export interface DataplaneSpec {
@@ -69,6 +99,19 @@ export class Service implements RealSet {
   readonly lowerThreshold: Int32Array;
   /** `RealCounter` values per real, REAL_COUNTERS apart. */
   readonly counters: Float64Array;
+  /** Persistence templates per real (ipvsadm's PersistConn); not connections. */
+  readonly persistent: Int32Array;
+  /** Persistence timeout in ms; 0 when the service is not persistent. */
+  readonly persistTimeoutMs: number;
+  /** Persistence netmask (uint32, host order). */
+  readonly persistNetmask: number;
+  /**
+   * Whether the service serves more than one port (a port group, or port 0): its templates
+   * then name no ports, as IPVS's firewall-mark and port-zero templates do.
+   */
+  readonly anyPort: boolean;
+  /** One-packet scheduling applies: set and UDP. */
+  readonly onePacket: boolean;
   readonly scheduler: Scheduler;
 
   /** Compiles `spec` (the index is the service's position in its table). */
@@ -84,6 +127,11 @@ export class Service implements RealSet {
     this.upperThreshold = Int32Array.from(spec.reals, (r) => r.upperThreshold);
     this.lowerThreshold = Int32Array.from(spec.reals, (r) => r.lowerThreshold);
     this.counters = new Float64Array(n * REAL_COUNTERS);
+    this.persistent = new Int32Array(n);
+    this.persistTimeoutMs = spec.persistence?.timeoutMs ?? 0;
+    this.persistNetmask = (spec.persistence?.netmask ?? 0xffffffff) >>> 0;
+    this.anyPort = spec.ports !== undefined || spec.port === 0;
+    this.onePacket = spec.onePacket === true && spec.protocol === PROTO_UDP;
     this.scheduler = createScheduler(spec.scheduler, spec.schedulerFlags);
     this.scheduler.reset(this);
   }
@@ -124,62 +172,184 @@ export class Service implements RealSet {
 
 const EMPTY = -1;
 
+/** Ranges up to this many ports go into the exact index port by port; longer ones are scanned. */
+const EXPAND_MAX_PORTS = 64;
+
+/** One way a service is reached while the table is built: a port range on a VIP. */
+interface PortEntry {
+  protocol: number;
+  vip: number;
+  first: number;
+  last: number;
+  service: number;
+}
+
 /**
- * The services, with an open-addressing index on (protocol, VIP, port) and
- * a set of VIPs, both in typed arrays.
+ * The services, with an open-addressing index on (protocol, VIP, port), and a set of VIPs each
+ * with the few port ranges too long to index port by port, all in typed arrays. A packet's
+ * service is found by one probe sequence in the index, then, for a port not in it, a scan of
+ * its VIP's ranges only: specific ranges first, then any port-0 service (as IPVS tries a
+ * port-zero service only when no service has the port).
  */
 export class ServiceTable {
   readonly services: Service[];
-  readonly #keys: Int32Array;
+  /** Index keys: `protocol << 16 | port`, EMPTY for a free slot. */
+  readonly #keyProtoPort: Int32Array;
+  readonly #keyVip: Uint32Array;
+  readonly #keyService: Int32Array;
+  readonly #keyMask: number;
   readonly #vips: Uint32Array;
   readonly #vipUsed: Uint8Array;
-  readonly #mask: number;
+  /** Each VIP's ranges are `#range*[#vipRangeStart[v] .. #vipRangeEnd[v])`. */
+  readonly #vipRangeStart: Int32Array;
+  readonly #vipRangeEnd: Int32Array;
+  readonly #vipMask: number;
+  readonly #rangeProtocol: Uint8Array;
+  readonly #rangeFirst: Uint16Array;
+  readonly #rangeLast: Uint16Array;
+  readonly #rangeService: Int32Array;
 
-  /** Compiles every service of `specs`. */
+  /** Compiles every service of `specs`; throws RangeError for a spec no packet could use. */
   constructor(specs: ServiceSpec[]) {
+    specs.forEach(checkPorts);
     this.services = specs.map((s, i) => new Service(s, i));
-    let size = 16;
-    while (size < specs.length * 4) size <<= 1;
-    this.#mask = size - 1;
-    this.#keys = new Int32Array(size).fill(EMPTY);
-    this.#vips = new Uint32Array(size);
-    this.#vipUsed = new Uint8Array(size);
+    const exact: PortEntry[] = [];
+    const ranges: PortEntry[] = [];
+    const anyPort: PortEntry[] = [];
     for (const svc of this.services) {
-      const { protocol, vip, port } = svc.spec;
-      let slot = this.#slot(protocol, vip, port);
-      while (this.#keys[slot] !== EMPTY) slot = (slot + 1) & this.#mask;
-      this.#keys[slot] = svc.index;
-      let v = mix(vip) & this.#mask;
-      while (this.#vipUsed[v] && this.#vips[v] !== vip) v = (v + 1) & this.#mask;
+      const { protocol, vip, port, ports } = svc.spec;
+      const entry = (first: number, last: number) => ({
+        protocol,
+        vip,
+        first,
+        last,
+        service: svc.index,
+      });
+      if (ports !== undefined) {
+        for (const [first, last] of ports) {
+          if (last - first < EXPAND_MAX_PORTS) {
+            for (let p = first; p <= last; p++) exact.push(entry(p, p));
+          } else ranges.push(entry(first, last));
+        }
+      } else if (port === 0) {
+        anyPort.push(entry(0, 65535));
+      } else {
+        exact.push(entry(port, port));
+      }
+    }
+
+    let keySize = 16;
+    while (keySize < exact.length * 2) keySize <<= 1;
+    this.#keyMask = keySize - 1;
+    this.#keyProtoPort = new Int32Array(keySize).fill(EMPTY);
+    this.#keyVip = new Uint32Array(keySize);
+    this.#keyService = new Int32Array(keySize);
+    for (const e of exact) {
+      const key = (e.protocol << 16) | e.first;
+      let slot = this.#slot(key, e.vip);
+      while (this.#keyProtoPort[slot] !== EMPTY) {
+        // The first service to claim a port keeps it; the control plane rejects overlaps.
+        if (this.#keyProtoPort[slot] === key && this.#keyVip[slot] === e.vip) break;
+        slot = (slot + 1) & this.#keyMask;
+      }
+      if (this.#keyProtoPort[slot] !== EMPTY) continue;
+      this.#keyProtoPort[slot] = key;
+      this.#keyVip[slot] = e.vip;
+      this.#keyService[slot] = e.service;
+    }
+
+    let vipSize = 16;
+    while (vipSize < specs.length * 4) vipSize <<= 1;
+    this.#vipMask = vipSize - 1;
+    this.#vips = new Uint32Array(vipSize);
+    this.#vipUsed = new Uint8Array(vipSize);
+    this.#vipRangeStart = new Int32Array(vipSize);
+    this.#vipRangeEnd = new Int32Array(vipSize);
+    const scanned = [...ranges, ...anyPort];
+    this.#rangeProtocol = new Uint8Array(scanned.length);
+    this.#rangeFirst = new Uint16Array(scanned.length);
+    this.#rangeLast = new Uint16Array(scanned.length);
+    this.#rangeService = new Int32Array(scanned.length);
+    let next = 0;
+    for (const svc of this.services) {
+      const vip = svc.spec.vip;
+      let v = mix(vip) & this.#vipMask;
+      while (this.#vipUsed[v] && this.#vips[v] !== vip) v = (v + 1) & this.#vipMask;
+      if (this.#vipUsed[v]) continue;
       this.#vips[v] = vip;
       this.#vipUsed[v] = 1;
+      this.#vipRangeStart[v] = next;
+      // `scanned` keeps specific ranges ahead of port-0 services, and a stable filter keeps that.
+      for (const e of scanned) {
+        if (e.vip !== vip) continue;
+        this.#rangeProtocol[next] = e.protocol;
+        this.#rangeFirst[next] = e.first;
+        this.#rangeLast[next] = e.last;
+        this.#rangeService[next] = e.service;
+        next++;
+      }
+      this.#vipRangeEnd[v] = next;
     }
   }
 
   /** The service for a packet to `vip`:`port` over `protocol`, or -1. */
   match(protocol: number, vip: number, port: number): number {
-    let slot = this.#slot(protocol, vip, port);
+    const key = (protocol << 16) | port;
+    let slot = this.#slot(key, vip);
     for (;;) {
-      const i = this.#keys[slot];
-      if (i === EMPTY) return -1;
-      const s = this.services[i].spec;
-      if (s.vip === vip && s.port === port && s.protocol === protocol) return i;
-      slot = (slot + 1) & this.#mask;
+      const k = this.#keyProtoPort[slot];
+      if (k === EMPTY) break;
+      if (k === key && this.#keyVip[slot] === vip) return this.#keyService[slot];
+      slot = (slot + 1) & this.#keyMask;
     }
+    const v = this.#vipSlot(vip);
+    if (v < 0) return -1;
+    const end = this.#vipRangeEnd[v];
+    for (let r = this.#vipRangeStart[v]; r < end; r++) {
+      if (
+        this.#rangeProtocol[r] === protocol && port >= this.#rangeFirst[r] &&
+        port <= this.#rangeLast[r]
+      ) return this.#rangeService[r];
+    }
+    return -1;
   }
 
   /** Whether `addr` is the VIP of any service. */
   isVip(addr: number): boolean {
-    let v = mix(addr) & this.#mask;
-    while (this.#vipUsed[v]) {
-      if (this.#vips[v] === addr) return true;
-      v = (v + 1) & this.#mask;
-    }
-    return false;
+    return this.#vipSlot(addr) >= 0;
   }
 
-  #slot(protocol: number, vip: number, port: number): number {
-    return mix(vip ^ Math.imul(port | (protocol << 16), 0x9e3779b1)) & this.#mask;
+  #vipSlot(addr: number): number {
+    let v = mix(addr) & this.#vipMask;
+    while (this.#vipUsed[v]) {
+      if (this.#vips[v] === addr) return v;
+      v = (v + 1) & this.#vipMask;
+    }
+    return -1;
+  }
+
+  #slot(protocolPort: number, vip: number): number {
+    return mix(vip ^ Math.imul(protocolPort, 0x9e3779b1)) & this.#keyMask;
+  }
+}
+
+/** Rejects port settings the engine cannot serve as IPVS would. */
+function checkPorts(spec: ServiceSpec): void {
+  const where = `service ${JSON.stringify(spec.name)}`;
+  const isPort = (p: number, min: number) => Number.isInteger(p) && p >= min && p <= 65535;
+  if (spec.ports !== undefined) {
+    if (spec.port !== 0) throw new RangeError(`${where}: a port group has port 0`);
+    if (spec.ports.length === 0) throw new RangeError(`${where}: a port group needs ports`);
+    for (const [first, last] of spec.ports) {
+      if (!isPort(first, 1) || !isPort(last, 1) || first > last) {
+        throw new RangeError(`${where}: bad port range ${first}-${last}`);
+      }
+    }
+  } else if (!isPort(spec.port, 0)) {
+    throw new RangeError(`${where}: bad port ${spec.port}`);
+  } else if (spec.port === 0 && spec.persistence === undefined) {
+    // IPVS schedules nothing for such a service ("port zero only supported in persistent services").
+    throw new RangeError(`${where}: port 0 (any port) needs persistence`);
   }
 }
 

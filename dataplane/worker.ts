@@ -1,12 +1,21 @@
 /**
  * A dataplane worker: owns a TUN descriptor and runs the engine over it in
- * batches. Runs as a Web Worker; talks to the control plane by messages only.
+ * batches. Runs as a Web Worker; talks to the control plane by messages only:
+ * a start message, then requests answered by id (see `WorkerRequests`).
  */
 /// <reference lib="deno.worker" />
-import { DROP, Engine, ENGINE_COUNTER_NAMES } from "./engine.ts";
-import { CONN_STATE_NAMES } from "./conn/state.ts";
-import { type DataplaneSpec, RealCounter } from "./service.ts";
+import { DROP, Engine } from "./engine.ts";
+import type { DataplaneSpec } from "./service.ts";
+import { DataplaneRequests, type WorkerRequestName } from "./stats/requests.ts";
 import { PacketBatch, TunDevice } from "./tun.ts";
+
+export type {
+  RealStats,
+  WorkerRequestName,
+  WorkerRequests,
+  WorkerStats,
+  ZeroResult,
+} from "./stats/requests.ts";
 
 /** Packets read per batch. */
 const BATCH_SLOTS = 64;
@@ -18,79 +27,29 @@ const YIELD_MS = 20;
 /** Messages the control plane sends a worker. */
 export type ToWorker =
   | { type: "start"; fd: number; tun: string; spec: DataplaneSpec }
-  | { type: "stats"; id: number }
+  | { type: "request"; id: number; name: WorkerRequestName; params: unknown }
   | { type: "stop" };
 
-/** Counters of one real, as the worker reports them. */
-export interface RealStats {
-  address: number;
-  port: number;
-  weight: number;
-  activeConns: number;
-  inactiveConns: number;
-  connections: number;
-  inPackets: number;
-  inBytes: number;
-  outPackets: number;
-  outBytes: number;
-}
-
-/** A snapshot of the worker's state for the admin endpoint. */
-export interface WorkerStats {
-  connections: number;
-  connectionsByState: Record<string, number>;
-  counters: Record<string, number>;
-  writeFailures: number;
-  services: { name: string; reals: RealStats[] }[];
-}
-
-/** Messages a worker sends back. */
+/** Messages a worker sends back: a response carries either a result or an error. */
 export type FromWorker =
   | { type: "started" }
-  | { type: "stats"; id: number; stats: WorkerStats }
+  | { type: "response"; id: number; result: unknown }
+  | { type: "response"; id: number; error: string }
   | { type: "error"; message: string }
   | { type: "stopped" };
 
 let stopping = false;
-let engine: Engine | null = null;
-let writeFailures = 0;
+let requests: DataplaneRequests | null = null;
 
 function post(msg: FromWorker): void {
   self.postMessage(msg);
 }
 
-function snapshot(e: Engine): WorkerStats {
-  const byState: Record<string, number> = {};
-  e.conns.forEach((id) => {
-    const name = CONN_STATE_NAMES[e.conns.state[id]] ?? "UNKNOWN";
-    byState[name] = (byState[name] ?? 0) + 1;
-  });
-  const counters: Record<string, number> = {};
-  ENGINE_COUNTER_NAMES.forEach((name, i) => counters[name] = e.counters[i]);
-  return {
-    connections: e.conns.size,
-    connectionsByState: byState,
-    counters,
-    writeFailures,
-    services: e.services.services.map((svc) => ({
-      name: svc.spec.name,
-      reals: Array.from({ length: svc.count }, (_, r) => ({
-        address: svc.addr[r],
-        port: svc.port[r],
-        weight: svc.weight[r],
-        activeConns: svc.active[r],
-        inactiveConns: svc.inactive[r],
-        connections: svc.counter(r, RealCounter.CONNS),
-        inPackets: svc.counter(r, RealCounter.IN_PACKETS),
-        inBytes: svc.counter(r, RealCounter.IN_BYTES),
-        outPackets: svc.counter(r, RealCounter.OUT_PACKETS),
-        outBytes: svc.counter(r, RealCounter.OUT_BYTES),
-      })),
-    })),
-  };
+function errorMessage(err: unknown): string {
+  return String((err as Error)?.message ?? err);
 }
 
-async function run(tun: TunDevice, e: Engine): Promise<void> {
+async function run(tun: TunDevice, e: Engine, req: DataplaneRequests): Promise<void> {
   const batch = new PacketBatch(BATCH_SLOTS);
   const buf = batch.buf;
   let lastTick = 0;
@@ -102,9 +61,11 @@ async function run(tun: TunDevice, e: Engine): Promise<void> {
       e.tick(now);
       lastTick = now;
     }
+    req.tick(now);
     const n = tun.readBatch(batch);
     if (n === 0) {
-      await tun.waitReadable(TICK_MS);
+      // Idle, the loop still wakes in time for the next rate sample.
+      await tun.waitReadable(Math.min(TICK_MS, Math.ceil(req.untilNextSample(now)) + 1));
       lastYield = performance.now();
       continue;
     }
@@ -112,7 +73,7 @@ async function run(tun: TunDevice, e: Engine): Promise<void> {
       const out = e.process(buf, batch.offset(i), batch.lengths[i]);
       batch.lengths[i] = out === DROP ? -1 : out;
     }
-    writeFailures += tun.writeBatch(batch).failed;
+    req.writeFailures += tun.writeBatch(batch).failed;
     if (now - lastYield >= YIELD_MS) {
       await new Promise((resolve) => setTimeout(resolve, 0));
       lastYield = performance.now();
@@ -126,23 +87,33 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
     case "start": {
       try {
         const tun = TunDevice.adopt(msg.fd, msg.tun);
-        engine = new Engine(msg.spec);
+        const engine = new Engine(msg.spec);
+        requests = new DataplaneRequests(engine);
         post({ type: "started" });
-        run(tun, engine).then(
+        run(tun, engine, requests).then(
           () => post({ type: "stopped" }),
-          (err) => post({ type: "error", message: String(err?.message ?? err) }),
+          (err) => post({ type: "error", message: errorMessage(err) }),
         );
       } catch (err) {
-        post({ type: "error", message: String((err as Error)?.message ?? err) });
+        post({ type: "error", message: errorMessage(err) });
       }
       break;
     }
-    case "stats":
-      if (engine) post({ type: "stats", id: msg.id, stats: snapshot(engine) });
+    case "request":
+      if (requests === null) {
+        post({ type: "response", id: msg.id, error: "the dataplane is not running" });
+        break;
+      }
+      try {
+        const result = requests.answer(msg.name, msg.params, performance.now());
+        post({ type: "response", id: msg.id, result });
+      } catch (err) {
+        post({ type: "response", id: msg.id, error: errorMessage(err) });
+      }
       break;
     case "stop":
       stopping = true;
-      if (engine === null) post({ type: "stopped" });
+      if (requests === null) post({ type: "stopped" });
       break;
   }
 };

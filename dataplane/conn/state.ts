@@ -1,6 +1,7 @@
 /**
- * Connection states with IPVS's names and default timeouts, and the TCP
- * transition function the engine applies to every segment.
+ * Connection states with IPVS's names and default timeouts, IPVS's TCP
+ * transition table the engine applies to every segment, and which states count
+ * as active.
  */
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from "../wire/tcp.ts";
 
@@ -66,38 +67,100 @@ export function stateTimeouts(t: Timeouts): Float64Array {
 }
 
 /**
- * The state a TCP connection moves to on a segment with `flags`, seen from the
- * client (`fromClient`) or from the real server. RST wins over SYN, SYN over
- * FIN, FIN over ACK, as IPVS ranks them. Names follow IPVS, which sees the
- * connection from the server's side: the client closing first is CLOSE_WAIT,
- * the real closing first FIN_WAIT, and the second FIN leads to TIME_WAIT.
+ * Which table a TCP segment is looked up in, as IPVS names the directions: INPUT is client →
+ * real (our original direction), OUTPUT real → client (replies), INPUT_ONLY client → real on a
+ * connection whose replies do not pass through us (tunnel, direct routing: `ConnFlag.NO_REPLY`).
  */
-export function nextTcpState(state: number, flags: number, fromClient: boolean): number {
-  const S = ConnState;
-  if (flags & TCP_RST) return S.CLOSE;
-  if (flags & TCP_SYN) {
-    // A stray SYN does not tear down an established connection.
-    if (state === S.ESTABLISHED) return state;
-    if (fromClient) return (flags & TCP_ACK) ? state : S.SYN_RECV;
-    // SYN-ACK from the real: the handshake is half done.
-    return state === S.NONE || state === S.SYN_RECV ? S.SYN_RECV : state;
-  }
-  if (flags & TCP_FIN) {
-    switch (state) {
-      case S.ESTABLISHED:
-      case S.SYN_RECV:
-        return fromClient ? S.CLOSE_WAIT : S.FIN_WAIT;
-      case S.FIN_WAIT:
-        return fromClient ? S.TIME_WAIT : S.FIN_WAIT;
-      case S.CLOSE_WAIT:
-        return fromClient ? S.CLOSE_WAIT : S.TIME_WAIT;
-      default:
-        return state;
-    }
-  }
-  if (flags & TCP_ACK) {
-    if (state === S.SYN_RECV && fromClient) return S.ESTABLISHED;
-    if (state === S.NONE) return S.ESTABLISHED;
-  }
-  return state;
+export const TcpDir = { INPUT: 0, OUTPUT: 1, INPUT_ONLY: 2 } as const;
+
+/** A `TcpDir` value. */
+export type TcpDir = typeof TcpDir[keyof typeof TcpDir];
+
+/** Flag classes a segment is sorted into, strongest first: RST, then SYN, FIN, ACK. */
+const FLAG_CLASSES = 4;
+/** The TCP states the table has a column for (NONE .. SYNACK). */
+const TCP_STATES = ConnState.SYNACK + 1;
+
+const {
+  ESTABLISHED: ES,
+  SYN_SENT: SS,
+  SYN_RECV: SR,
+  FIN_WAIT: FW,
+  TIME_WAIT: TW,
+  CLOSE: CL,
+  CLOSE_WAIT: CW,
+  LAST_ACK: LA,
+  LISTEN: LI,
+  SYNACK: SA,
+} = ConnState;
+
+/**
+ * IPVS's transitions (ip_vs_proto_tcp.c, the default table, not the secure_tcp one): for each
+ * direction, for each flag class in the order RST, SYN, FIN, ACK, the next state by the
+ * current one in `ConnState` order (NO ES SS SR FW TW CL CW LA LI SA).
+ */
+const TRANSITIONS: readonly (readonly (readonly number[])[])[] = [
+  // INPUT
+  [
+    [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, SR], // RST (a client's RST in SYN_RECV is ignored)
+    [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR], // SYN
+    [CL, CW, SS, TW, TW, TW, CL, CW, LA, LI, TW], // FIN
+    [ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES], // ACK
+  ],
+  // OUTPUT
+  [
+    [CL, CL, SS, CL, CL, TW, CL, CL, CL, CL, CL], // RST
+    [SS, ES, SS, SR, SS, SS, SS, SS, SS, LI, SR], // SYN
+    [TW, FW, SS, TW, FW, TW, CL, TW, LA, LI, TW], // FIN
+    [ES, ES, SS, ES, FW, TW, CL, CW, LA, ES, ES], // ACK
+  ],
+  // INPUT_ONLY
+  [
+    [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL], // RST
+    [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR], // SYN
+    [CL, FW, SS, TW, FW, TW, CL, CW, LA, LI, TW], // FIN
+    [ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES], // ACK
+  ],
+];
+
+/** `TRANSITIONS` flattened: index (dir * FLAG_CLASSES + class) * TCP_STATES + state. */
+const NEXT = new Uint8Array(3 * FLAG_CLASSES * TCP_STATES);
+TRANSITIONS.forEach((byClass, dir) =>
+  byClass.forEach((row, cls) =>
+    row.forEach((next, state) => NEXT[(dir * FLAG_CLASSES + cls) * TCP_STATES + state] = next)
+  )
+);
+
+/** 1 for the states IPVS counts as active (tcp_state_active_table); others are inactive. */
+const ACTIVE = new Uint8Array(CONN_STATE_NAMES.length);
+for (const s of [ES, SS, SR, SA]) ACTIVE[s] = 1;
+
+/**
+ * The state a TCP connection in `state` moves to on a segment with `flags` travelling in
+ * `dir` (a `TcpDir`), by IPVS's table. A segment with none of RST, SYN, FIN and ACK moves it to
+ * CLOSE, as IPVS does; a state outside the TCP table is kept.
+ */
+export function nextTcpState(state: number, flags: number, dir: number): number {
+  const cls = (flags & TCP_RST) !== 0
+    ? 0
+    : (flags & TCP_SYN) !== 0
+    ? 1
+    : (flags & TCP_FIN) !== 0
+    ? 2
+    : (flags & TCP_ACK) !== 0
+    ? 3
+    : -1;
+  if (state >= TCP_STATES || dir < 0 || dir > 2) return state;
+  if (cls < 0) return CL;
+  return NEXT[(dir * FLAG_CLASSES + cls) * TCP_STATES + state];
+}
+
+/**
+ * Whether IPVS counts a connection in `state` as active for its real: ESTABLISHED and the
+ * handshake states SYN_SENT, SYN_RECV and SYNACK (kernels since 2016; older ones counted
+ * ESTABLISHED alone).
+ * UDP connections never are.
+ */
+export function tcpStateActive(state: number): boolean {
+  return ACTIVE[state] === 1;
 }

@@ -26,6 +26,14 @@ export const ConnFlag = {
   NO_REPLY: 1,
   /** The connection is counted as active (ESTABLISHED) for its real. */
   ACTIVE: 2,
+  /** Not findable by the client's tuple: templates, and one-packet entries waiting for a reply. */
+  NO_ORIGINAL: 4,
+  /** A persistence template (IPVS's IP_VS_CONN_F_TEMPLATE), listed but never matched by packets. */
+  TEMPLATE: 8,
+  /** One-packet scheduling (-o): the entry lives only until the reply to its one datagram. */
+  ONE_PACKET: 16,
+  /** A template whose timer fired while it still controlled connections: its timeout is now 60 s. */
+  TEMPLATE_REARMED: 32,
 } as const;
 
 /** Called for each expiring connection; returns false to keep it (and reschedules it itself). */
@@ -48,6 +56,12 @@ export class ConnTable {
   readonly outDstPort: Uint16Array;
   /** Absolute expiry time in ms (the engine's clock). */
   readonly expires: Float64Array;
+  /** 1 while the entry holds a linked connection: listings walk ids in order by it. */
+  readonly live: Uint8Array;
+  /** For a connection under persistence: its template's id + 1 (0: none), IPVS's `cp->control`. */
+  readonly control: Int32Array;
+  /** For a template: how many connections it controls, IPVS's `n_control`. */
+  readonly controlled: Int32Array;
 
   readonly #buckets: Int32Array;
   readonly #chain: Int32Array;
@@ -81,6 +95,9 @@ export class ConnTable {
     this.outSrcPort = new Uint16Array(capacity);
     this.outDstPort = new Uint16Array(capacity);
     this.expires = new Float64Array(capacity);
+    this.live = new Uint8Array(capacity);
+    this.control = new Int32Array(capacity);
+    this.controlled = new Int32Array(capacity);
     let buckets = 1;
     while (buckets < capacity * 2) buckets <<= 1;
     this.#buckets = new Int32Array(buckets).fill(NIL);
@@ -141,18 +158,23 @@ export class ConnTable {
     this.#free[this.#freeTop++] = id;
   }
 
-  /** Makes connection `id` findable in both directions (one unless NO_REPLY) and schedules its expiry. */
+  /**
+   * Makes connection `id` findable in both directions (not by the client's tuple with
+   * NO_ORIGINAL, not by the reply's with NO_REPLY) and schedules its expiry.
+   */
   link(id: number, expires: number, now: number): void {
-    this.#insert(
-      id << 1,
-      this.#hash(
-        this.protocol[id],
-        this.inSrc[id],
-        this.inSrcPort[id],
-        this.inDst[id],
-        this.inDstPort[id],
-      ),
-    );
+    if ((this.flags[id] & ConnFlag.NO_ORIGINAL) === 0) {
+      this.#insert(
+        id << 1,
+        this.#hash(
+          this.protocol[id],
+          this.inSrc[id],
+          this.inSrcPort[id],
+          this.inDst[id],
+          this.inDstPort[id],
+        ),
+      );
+    }
     if ((this.flags[id] & ConnFlag.NO_REPLY) === 0) {
       this.#insert(
         (id << 1) | 1,
@@ -166,22 +188,25 @@ export class ConnTable {
       );
     }
     this.#size++;
+    this.live[id] = 1;
     this.expires[id] = expires;
     this.#schedule(id, now);
   }
 
   /** Removes connection `id` from the hash and the wheel and frees its entry. */
   remove(id: number): void {
-    this.#unhash(
-      id << 1,
-      this.#hash(
-        this.protocol[id],
-        this.inSrc[id],
-        this.inSrcPort[id],
-        this.inDst[id],
-        this.inDstPort[id],
-      ),
-    );
+    if ((this.flags[id] & ConnFlag.NO_ORIGINAL) === 0) {
+      this.#unhash(
+        id << 1,
+        this.#hash(
+          this.protocol[id],
+          this.inSrc[id],
+          this.inSrcPort[id],
+          this.inDst[id],
+          this.inDstPort[id],
+        ),
+      );
+    }
     if ((this.flags[id] & ConnFlag.NO_REPLY) === 0) {
       this.#unhash(
         (id << 1) | 1,
@@ -195,6 +220,7 @@ export class ConnTable {
       );
     }
     this.#unschedule(id);
+    this.live[id] = 0;
     this.#size--;
     this.#free[this.#freeTop++] = id;
   }

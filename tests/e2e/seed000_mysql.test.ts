@@ -8,13 +8,11 @@ import { startAppliance } from "../../lab/appliance.ts";
 import { mariaDbInstalled, startMariaDb } from "../../lab/mariadb.ts";
 import { Lab } from "../../lab/netns.ts";
 import { buildSeed000 } from "../../lab/topology.ts";
-import { needsRoot } from "./root.ts";
+import { e2eOptions } from "./harness.ts";
 
 Deno.test({
   name: "seed 000: mysql through the VIP logs in with the client's own address, rr alternates",
-  ignore: needsRoot("the MariaDB test"),
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...e2eOptions("the MariaDB test"),
 }, async () => {
   assert.ok(await mariaDbInstalled(), "MariaDB is not installed (./dev test installs it)");
   const lab = await Lab.create("mysql");

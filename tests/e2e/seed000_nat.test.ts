@@ -4,14 +4,18 @@
  */
 import assert from "node:assert/strict";
 import { type ApplianceProcess, startAppliance } from "../../lab/appliance.ts";
+import {
+  e2eOptions,
+  type ServiceDef,
+  withAppliance as runAppliance,
+  writeConfig as writeServices,
+} from "./harness.ts";
 import { Lab } from "../../lab/netns.ts";
 import { curl, startHttpServer, startUdpEchoServer, udpRequest } from "../../lab/servers.ts";
 import { buildSeed000, type Seed000 } from "../../lab/topology.ts";
 import { prng } from "../fixtures/prng.ts";
-import { needsRoot } from "./root.ts";
 
-const ignore = needsRoot("seed 000 NAT end-to-end tests");
-const opts = { ignore, sanitizeOps: false, sanitizeResources: false };
+const opts = e2eOptions("seed 000 NAT end-to-end tests");
 
 let lab: Lab;
 let topo: Seed000;
@@ -19,50 +23,27 @@ let configDir: string;
 const BIG_SIZE = 100 * 1024 * 1024;
 let bigDigest: string;
 
-interface RealDef {
-  address: string;
-  port: number;
-  weight: number;
-}
-
-async function writeConfig(name: string, services: string): Promise<string> {
-  const path = `${configDir}/${name}.yaml`;
-  await Deno.writeTextFile(
-    path,
-    `admin:\n  listen: 127.0.0.1:9180\ndataplane:\n  tun: tunvs0\nservices:\n${services}`,
-  );
-  return path;
-}
-
 function service(
   name: string,
-  protocol: string,
+  protocol: "tcp" | "udp",
   port: number,
   scheduler: string,
-  reals: RealDef[],
-): string {
-  const lines = reals.map((r) =>
-    `      - { address: ${r.address}, port: ${r.port}, weight: ${r.weight} }`
-  );
-  return `  - name: ${name}\n    protocol: ${protocol}\n    vip: ${topo.vip}\n    port: ${port}\n` +
-    `    scheduler: ${scheduler}\n    forward: nat\n    reals:\n${lines.join("\n")}\n`;
+  reals: { address: string; port: number; weight: number }[],
+): ServiceDef {
+  return { name, protocol, vip: topo.vip, scheduler, settings: [`port: ${port}`], reals };
 }
 
-/** Runs `fn` with the appliance up on `config`, always stopping it (and showing its log on failure). */
-async function withAppliance(
-  config: string,
-  fn: (app: ApplianceProcess) => Promise<void>,
-): Promise<void> {
-  const app = await startAppliance(lab, "director", config);
-  try {
-    await fn(app);
-  } catch (err) {
-    console.error(`appliance log:\n${app.logs()}`);
-    throw err;
-  } finally {
-    const { code } = await app.stop();
-    assert.equal(code, 0, `appliance exit code\n${app.logs()}`);
-  }
+async function writeConfig(name: string, svc: ServiceDef): Promise<string> {
+  return await writeServices(configDir, name, [svc], [
+    "admin:",
+    "  listen: 127.0.0.1:9180",
+    "dataplane:",
+    "  tun: tunvs0",
+  ]);
+}
+
+function withAppliance(config: string, fn: (app: ApplianceProcess) => Promise<void>) {
+  return runAppliance(lab, config, fn);
 }
 
 async function whoAnswers(n: number, path = "/"): Promise<string[]> {

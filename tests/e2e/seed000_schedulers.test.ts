@@ -4,17 +4,12 @@
  * spread concurrent connections by connection count and weight.
  */
 import assert from "node:assert/strict";
-import { type ApplianceProcess, startAppliance } from "../../lab/appliance.ts";
 import { Lab } from "../../lab/netns.ts";
 import { curl, type LabServer, startHttpServer } from "../../lab/servers.ts";
 import { buildSeed000, type Seed000 } from "../../lab/topology.ts";
-import { needsRoot } from "./root.ts";
+import { e2eOptions, withAppliance, writeConfig } from "./harness.ts";
 
-const opts = {
-  ignore: needsRoot("seed 000 scheduler tests"),
-  sanitizeOps: false,
-  sanitizeResources: false,
-};
+const opts = e2eOptions("seed 000 scheduler tests");
 
 let lab: Lab;
 let topo: Seed000;
@@ -23,34 +18,13 @@ const servers = new Map<string, LabServer>();
 /** Extra client addresses, so that sh sees several clients. */
 const CLIENTS = Array.from({ length: 8 }, (_, i) => `192.168.1.${40 + i}`);
 
-async function config(name: string, scheduler: string, weights: number[]): Promise<string> {
-  const path = `${configDir}/${name}.yaml`;
-  await Deno.writeTextFile(
-    path,
-    [
-      "services:",
-      "  - name: web",
-      `    vip: ${topo.vip}`,
-      "    port: 80",
-      `    scheduler: ${scheduler}`,
-      "    reals:",
-      ...topo.reals.map((r, i) => `      - { address: ${r.addr}, weight: ${weights[i]} }`),
-      "",
-    ].join("\n"),
-  );
-  return path;
-}
-
-async function withAppliance(path: string, fn: (app: ApplianceProcess) => Promise<void>) {
-  const app = await startAppliance(lab, "director", path);
-  try {
-    await fn(app);
-  } catch (err) {
-    console.error(app.logs());
-    throw err;
-  } finally {
-    await app.stop();
-  }
+function config(name: string, scheduler: string, weights: number[]): Promise<string> {
+  return writeConfig(configDir, name, [{
+    vip: topo.vip,
+    scheduler,
+    settings: ["port: 80"],
+    reals: topo.reals.map((r, i) => ({ address: r.addr, weight: weights[i] })),
+  }]);
 }
 
 async function from(addr: string): Promise<string> {
@@ -100,7 +74,7 @@ Deno.test({ name: "seed 000 schedulers: build the topology", ...opts }, async ()
 });
 
 Deno.test({ name: "seed 000: sh keeps each client on one real", ...opts }, async () => {
-  await withAppliance(await config("sh", "sh", [1, 1]), async () => {
+  await withAppliance(lab, await config("sh", "sh", [1, 1]), async () => {
     const first = new Map<string, string>();
     for (const addr of CLIENTS) first.set(addr, await from(addr));
     for (let round = 0; round < 3; round++) {
@@ -135,6 +109,7 @@ for (
     ...opts,
   }, async () => {
     await withAppliance(
+      lab,
       await config(scheduler, scheduler, [...weights]),
       async (app) => {
         const holder = holdConnections(8);

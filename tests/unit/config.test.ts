@@ -7,7 +7,9 @@ import {
   formatIssue,
   loadConfig,
   parseConfig,
+  realReplyPorts,
 } from "../../control/config.ts";
+import { compileDataplaneSpec } from "../../control/dataplane_spec.ts";
 
 /** Parses `text`, which must be invalid, and returns its issues. */
 function issuesOf(text: string, file?: string): ConfigIssue[] {
@@ -528,4 +530,197 @@ Deno.test("thresholds and scheduler flags: parsed, defaulted, checked against ea
   ]);
   assert.match(issues[0].message, /mh-port applies to the mh scheduler only/);
   assert.equal(issues[1].message, "must not exceed upper_threshold (20 > 10)");
+});
+
+Deno.test("persistence: timeout and netmask, with ipvsadm's defaults", () => {
+  const full = parseConfig(
+    withService(
+      "vip: 192.168.1.31",
+      "port: 80",
+      "persistence: { timeout: 360, netmask: 255.255.255.0 }",
+    ),
+  ).services[0];
+  assert.deepEqual(full.persistence, { timeout: 360, netmask: "255.255.255.0" });
+  const defaults = parseConfig(withService("vip: 192.168.1.31", "port: 80", "persistence: {}"));
+  assert.deepEqual(defaults.services[0].persistence, { timeout: 300, netmask: "255.255.255.255" });
+  const none = parseConfig(withService("vip: 192.168.1.31", "port: 80")).services[0];
+  assert.equal("persistence" in none, false);
+
+  const seed = parseConfig(
+    withService(
+      "vip: 192.168.1.31",
+      "port: 80",
+      "persistence: { timeout: 10, netmask: 255.0.0.0 }",
+    ),
+  );
+  assert.deepEqual(compileDataplaneSpec(seed).services[0].persistence, {
+    timeoutMs: 10_000,
+    netmask: 0xff000000,
+  });
+  assert.equal(compileDataplaneSpec(defaults).services[0].persistence?.netmask, 0xffffffff);
+});
+
+Deno.test("persistence: bad timeouts, netmasks and keys are located", () => {
+  const cases: [string, string, RegExp][] = [
+    ["persistence: { timeout: 0 }", "5:29 services[0].persistence.timeout", /between 1 and/],
+    ["persistence: { netmask: 255.0.255.0 }", "5:29 services[0].persistence.netmask", /one bits/],
+    [
+      "persistence: { netmask: 255.255.255.256 }",
+      "5:29 services[0].persistence.netmask",
+      /is not a netmask: part 256 is greater than 255/,
+    ],
+    ["persistence: { timout: 10 }", "5:20 services[0].persistence.timout", /timeout, netmask/],
+    ["persistence:", "5:5 services[0].persistence", /write \{\} or remove the key/],
+  ];
+  for (const [line, at, message] of cases) {
+    const issue = onlyIssue(withService("vip: 10.0.0.1", "port: 80", line));
+    assert.equal(where(issue), at, line);
+    assert.match(issue.message, message, line);
+  }
+  // /0 groups every client into one template: odd, but a netmask.
+  const all = parseConfig(
+    withService("vip: 10.0.0.1", "port: 80", "persistence: { netmask: 0.0.0.0 }"),
+  );
+  assert.equal(all.services[0].persistence?.netmask, "0.0.0.0");
+});
+
+Deno.test("ports: a port group of ports and ranges; reals without a port follow the client", () => {
+  const cfg = parseConfig(
+    withService(
+      "vip: 192.168.0.220",
+      'ports: [80, 443, "8000-8099", " 9000 - 9001 "]',
+      "persistence: { timeout: 3000 }",
+      "reals:",
+      "  - { address: 192.168.0.10 }",
+      "  - { address: 192.168.0.20, port: 8443 }",
+    ),
+  );
+  const svc = cfg.services[0];
+  assert.equal(svc.port, 0);
+  assert.deepEqual(svc.ports, [[80, 80], [443, 443], [8000, 8099], [9000, 9001]]);
+  assert.deepEqual(svc.reals.map((r) => r.port), [0, 8443]);
+  assert.deepEqual(realReplyPorts(svc, svc.reals[0]), svc.ports);
+  assert.deepEqual(realReplyPorts(svc, svc.reals[1]), [[8443, 8443]]);
+
+  const spec = compileDataplaneSpec(cfg).services[0];
+  assert.equal(spec.port, 0);
+  assert.deepEqual(spec.ports, [[80, 80], [443, 443], [8000, 8099], [9000, 9001]]);
+  assert.deepEqual(spec.reals.map((r) => r.port), [0, 8443]);
+  // A plain service names no group, and its reals answer from their own port.
+  const plain = parseConfig(
+    withService("vip: 10.0.0.1", "port: 80", "reals: [{ address: 10.0.0.2 }]"),
+  );
+  assert.equal("ports" in compileDataplaneSpec(plain).services[0], false);
+  assert.deepEqual(realReplyPorts(plain.services[0], plain.services[0].reals[0]), [[80, 80]]);
+});
+
+Deno.test("ports: bad items, overlaps in the list, and port with ports are errors", () => {
+  const cases: [string[], string, RegExp][] = [
+    [
+      ['ports: [80, "8099-8000"]'],
+      "4:17 services[0].ports[1]",
+      /runs backwards; write "8000-8099"/,
+    ],
+    [['ports: ["1-70000"]'], "4:13 services[0].ports[0]", /between 1 and 65535/],
+    [['ports: ["443"]'], "4:13 services[0].ports[0]", /range such as .*remove the quotes/],
+    [["ports: [0]"], "4:13 services[0].ports[0]", /between 1 and 65535 \(got 0\)/],
+    [["ports: [http]"], "4:13 services[0].ports[0]", /got string "http"/],
+    [["ports: []"], "4:12 services[0].ports", /at least one port/],
+    [['ports: [80, "70-90"]'], "4:17 services[0].ports[1]", /70-90 overlaps 80 earlier/],
+    [["port: 80", "ports: [443]"], "5:12 services[0].ports", /either port or ports/],
+  ];
+  for (const [lines, at, message] of cases) {
+    const issue = onlyIssue(withService("vip: 10.0.0.1", ...lines));
+    assert.equal(where(issue), at, lines.join(" "));
+    assert.match(issue.message, message, lines.join(" "));
+  }
+  const neither = onlyIssue(withService("vip: 10.0.0.1"));
+  assert.equal(where(neither), "2:5 services[0].port");
+  assert.equal(neither.message, "is required");
+});
+
+Deno.test("ports: services on one VIP and protocol must not share a port", () => {
+  const issues = issuesOf(
+    [
+      "services:",
+      "  - { name: a, vip: 10.0.0.1, port: 443 }",
+      '  - { name: b, vip: 10.0.0.1, ports: [80, 443, "8000-8099"] }',
+      '  - { name: c, vip: 10.0.0.1, ports: ["8050-8060"] }',
+      "  - { name: d, vip: 10.0.0.1, port: 80 }",
+      // Another protocol, another VIP, or port 0 overlap nothing.
+      '  - { name: e, vip: 10.0.0.1, protocol: udp, ports: [80, "8000-8099"] }',
+      '  - { name: f, vip: 10.0.0.2, ports: [80, "8000-8099"] }',
+      "  - { name: g, vip: 10.0.0.1, port: 0, persistence: {} }",
+    ].join("\n"),
+  );
+  assert.deepEqual(issues.map(where), [
+    "3:43 services[1].ports[1]",
+    "4:39 services[2].ports[0]",
+    "5:37 services[3].port",
+  ]);
+  assert.equal(issues[0].message, "443 overlaps services[0] (tcp 10.0.0.1 port 443)");
+  assert.equal(issues[1].message, "8050-8060 overlaps services[1] (tcp 10.0.0.1 ports 8000-8099)");
+  assert.equal(
+    issues[2].message,
+    "port 80 is already served by services[1] (tcp 10.0.0.1 port 80)",
+  );
+});
+
+Deno.test("port 0 (any port) needs persistence; its reals take the client's port", () => {
+  const issue = onlyIssue(withService("vip: 10.0.0.1", "port: 0"));
+  assert.equal(where(issue), "4:11 services[0].port");
+  assert.equal(issue.message, "0 (any port) needs persistence, as ipvsadm requires");
+  const bad = onlyIssue(withService("vip: 10.0.0.1", "port: -1"));
+  assert.match(bad.message, /between 1 and 65535 \(got -1\); or 0 \(any port\) with persistence/);
+
+  const cfg = parseConfig(
+    withService("vip: 10.0.0.1", "port: 0", "persistence: {}", "reals: [{ address: 10.0.0.2 }]"),
+  );
+  const svc = cfg.services[0];
+  assert.equal(svc.port, 0);
+  assert.equal("ports" in svc, false);
+  assert.equal(svc.reals[0].port, 0);
+  assert.deepEqual(realReplyPorts(svc, svc.reals[0]), [[1, 65535]]);
+  // Two port-0 services on one VIP and protocol are one too many.
+  const twice = issuesOf(
+    [
+      "services:",
+      "  - { name: a, vip: 10.0.0.1, port: 0, persistence: {} }",
+      "  - { name: b, vip: 10.0.0.1, port: 0, persistence: {} }",
+    ].join("\n"),
+  );
+  assert.deepEqual(twice.map((i) => i.message), [
+    "duplicate service tcp 10.0.0.1:0 (already defined by services[0])",
+  ]);
+  // Reals of a port group without a port are duplicates when their address repeats.
+  const dup = onlyIssue(
+    withService(
+      "vip: 10.0.0.1",
+      "ports: [80]",
+      "reals: [{ address: 10.0.0.2 }, { address: 10.0.0.2 }]",
+    ),
+  );
+  assert.equal(dup.message, "duplicate real 10.0.0.2 (no port) (already listed as reals[0])");
+});
+
+Deno.test("one_packet: UDP only, compiled to onePacket", () => {
+  const cfg = parseConfig(
+    withService("vip: 10.0.0.1", "port: 53", "protocol: udp", "one_packet: true"),
+  );
+  assert.equal(cfg.services[0].onePacket, true);
+  assert.equal(compileDataplaneSpec(cfg).services[0].onePacket, true);
+  const off = parseConfig(
+    withService("vip: 10.0.0.1", "port: 53", "protocol: udp", "one_packet: false"),
+  );
+  assert.equal("onePacket" in off.services[0], false);
+  assert.equal("onePacket" in compileDataplaneSpec(off).services[0], false);
+
+  const tcp = onlyIssue(withService("vip: 10.0.0.1", "port: 80", "one_packet: true"));
+  assert.equal(where(tcp), "5:17 services[0].one_packet");
+  assert.equal(tcp.message, 'applies to UDP services only (this one is "tcp")');
+  const word = onlyIssue(
+    withService("vip: 10.0.0.1", "port: 53", "protocol: udp", "one_packet: yes"),
+  );
+  assert.equal(where(word), "6:17 services[0].one_packet");
+  assert.equal(word.message, 'must be true or false (got string "yes")');
 });

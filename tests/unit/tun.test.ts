@@ -9,9 +9,10 @@
 
 import assert from "node:assert/strict";
 import { PacketBatch, TunDevice, TunError, validateInterfaceName } from "../../dataplane/tun.ts";
-import { get16, get32, set16, set32 } from "../../dataplane/wire/bytes.ts";
+import { get16, get32 } from "../../dataplane/wire/bytes.ts";
 import { checksum, l4Checksum } from "../../dataplane/wire/checksum.ts";
-import { fillIpHeaderChecksum, PROTO_UDP } from "../../dataplane/wire/ipv4.ts";
+import { PROTO_UDP } from "../../dataplane/wire/ipv4.ts";
+import { udp } from "../fixtures/packet_builders.ts";
 
 /** The namespace's end of the TUN link and the address routed through it. */
 const LOCAL = "10.99.0.1";
@@ -91,21 +92,7 @@ async function ip(...args: string[]): Promise<void> {
 
 /** An IPv4/UDP datagram with valid checksums. */
 function udpPacket(src: string, sport: number, dst: string, dport: number, text: string) {
-  const data = new TextEncoder().encode(text);
-  const b = new Uint8Array(28 + data.length);
-  b[0] = 0x45;
-  set16(b, 2, b.length);
-  b[8] = 64;
-  b[9] = PROTO_UDP;
-  set32(b, 12, ipv4(src));
-  set32(b, 16, ipv4(dst));
-  fillIpHeaderChecksum(b, 0);
-  set16(b, 20, sport);
-  set16(b, 22, dport);
-  set16(b, 24, 8 + data.length);
-  b.set(data, 28);
-  set16(b, 26, l4Checksum(b, 0, 20, 8 + data.length, PROTO_UDP) || 0xffff);
-  return b;
+  return udp(ipv4(src), sport, ipv4(dst), dport, text);
 }
 
 /** A received datagram, described. */
