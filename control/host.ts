@@ -120,6 +120,9 @@ export class HostChanges {
 
     await this.#sysctl("net/ipv4/ip_forward", "1");
     await this.#disableReversePathFilter(plan.tun);
+    // The director's own ICMP errors (e.g. fragmentation needed, sent from a local address
+    // to the VIP) come back out of the TUN translated for a real: accept local sources there.
+    await this.#sysctl(`net/ipv4/conf/${plan.tun}/accept_local`, "1");
 
     for (const vip of plan.vips) {
       await ip(["route", "replace", `${vip}/32`, "dev", plan.tun]);

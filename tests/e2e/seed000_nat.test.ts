@@ -201,6 +201,33 @@ Deno.test({
   });
 });
 
+Deno.test({
+  name: "seed 000: path-MTU discovery works through NAT (frag-needed reaches the real)",
+  ...opts,
+}, async () => {
+  const config = await writeConfig(
+    "pmtu",
+    service("bulk", "tcp", 80, "rr", [{ address: "10.10.10.11", port: 80, weight: 1 }]),
+  );
+  // A narrower link towards the client: the director's kernel answers the real's full-size
+  // replies (DF, source = VIP after translation) with fragmentation-needed addressed to the VIP.
+  await lab.exec("director", ["ip", "link", "set", "up0", "mtu", "1280"]);
+  try {
+    await withAppliance(config, async (app) => {
+      const r = await lab.exec("client", [
+        "sh",
+        "-c",
+        `curl -sS --fail -m 30 http://${topo.vip}/big.bin | head -c 2000000 | wc -c`,
+      ]);
+      assert.equal(r.stdout.trim(), "2000000");
+      const api = await app.api("/api/v1/services") as { counters: Record<string, number> };
+      assert.ok(api.counters.icmp_errors_translated > 0, "frag-needed was translated to the real");
+    });
+  } finally {
+    await lab.exec("director", ["ip", "link", "set", "up0", "mtu", "1500"]);
+  }
+});
+
 Deno.test({ name: "seed 000: a VIP that is a local address is refused", ...opts }, async () => {
   const before = await hostState();
   await lab.exec("director", ["ip", "addr", "add", `${topo.vip}/32`, "dev", "lo"]);
