@@ -175,6 +175,21 @@ export class HostChanges {
         ];
         if (!rules.some((r) => r.join(" ") === rule.join(" "))) rules.push(rule);
       }
+      // ICMP errors from a real about a client's packet (port unreachable, fragmentation
+      // needed) must be translated too, so they come back from the VIP.
+      const icmp = [
+        "iif",
+        dev,
+        "from",
+        `${real.address}/32`,
+        "ipproto",
+        "icmp",
+        "lookup",
+        String(REPLY_TABLE),
+        "pref",
+        String(REPLY_RULE_PRIORITY),
+      ];
+      if (!rules.some((r) => r.join(" ") === icmp.join(" "))) rules.push(icmp);
     }
     if (rules.length > 0) {
       await ip(["route", "replace", "default", "dev", plan.tun, "table", String(REPLY_TABLE)]);

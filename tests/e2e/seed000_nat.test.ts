@@ -158,6 +158,37 @@ Deno.test({ name: "seed 000: a UDP service works through NAT", ...opts }, async 
   });
 });
 
+Deno.test({
+  name: "seed 000: a real's port unreachable reaches the UDP client from the VIP",
+  ...opts,
+}, async () => {
+  // Nothing listens on 5454 at the real: its ICMP error must come back translated.
+  const config = await writeConfig(
+    "udp-closed",
+    service("closed", "udp", 5454, "rr", [{ address: "10.10.10.11", port: 5454, weight: 1 }]),
+  );
+  await withAppliance(config, async (app) => {
+    const probe = `
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.connect(("${topo.vip}", 5454))
+s.send(b"anyone?")
+try:
+    s.recv(100)
+    print("reply")
+except ConnectionRefusedError:
+    print("refused")
+except socket.timeout:
+    print("timeout")
+`;
+    const r = await lab.exec("client", ["python3", "-c", probe]);
+    assert.equal(r.stdout.trim(), "refused");
+    const api = await app.api("/api/v1/services") as { counters: Record<string, number> };
+    assert.equal(api.counters.icmp_errors_translated, 1);
+  });
+});
+
 Deno.test({ name: "seed 000: 100 MB over TCP arrive intact", ...opts }, async () => {
   const config = await writeConfig(
     "bulk",
