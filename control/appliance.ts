@@ -95,5 +95,6 @@ function hostPlan(config: ApplianceConfig) {
     ),
     uplink: config.host.uplink,
     realside: config.host.realside,
+    localAddresses: [...new Set(config.services.flatMap((s) => s.localAddresses))],
   };
 }

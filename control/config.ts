@@ -111,6 +111,8 @@ export interface ServiceConfig {
   scheduler: SchedulerName;
   schedulerFlags: SchedulerFlagName[];
   forward: ForwardMethod;
+  /** FULLNAT: the local addresses requests leave from (the service's own, else the global pool). */
+  localAddresses: string[];
   reals: RealConfig[];
 }
 
@@ -120,6 +122,8 @@ export interface ApplianceConfig {
   dataplane: { tun: string };
   host: { uplink?: string; realside?: string };
   timeouts: { tcp: number; tcpfin: number; udp: number };
+  /** FULLNAT's global local address pool (`local_addresses`). */
+  localAddresses: string[];
   services: ServiceConfig[];
 }
 
@@ -380,6 +384,7 @@ const serviceSchema = strictMap({
   scheduler: z.enum(SCHEDULERS).default(CONFIG_DEFAULTS.scheduler),
   scheduler_flags: z.array(z.enum(SCHEDULER_FLAGS)).default([]),
   forward: z.enum(FORWARD_METHODS).default(CONFIG_DEFAULTS.forward),
+  local_addresses: z.array(checkedString("an IPv4 address", unicastIpv4Problem)).optional(),
   reals: z.array(realSchema).default([]),
 });
 
@@ -398,6 +403,7 @@ const configSchema = strictMap({
     tcpfin: timeoutSeconds(CONFIG_DEFAULTS.timeouts.tcpfin),
     udp: timeoutSeconds(CONFIG_DEFAULTS.timeouts.udp),
   }).prefault({}),
+  local_addresses: z.array(checkedString("an IPv4 address", unicastIpv4Problem)).default([]),
   services: z.array(serviceSchema),
 });
 
@@ -636,14 +642,42 @@ function portIssues(
 
 function semanticIssues(raw: unknown): RawIssue[] {
   const issues: RawIssue[] = [];
-  const services = asRecord(raw)?.services;
+  const root = asRecord(raw);
+  const services = root?.services;
   if (!Array.isArray(services)) return issues;
+  const globalPool = Array.isArray(root?.local_addresses) ? root.local_addresses : [];
+  const vips = new Set(services.map((s) => asRecord(s)?.vip).filter((v) => typeof v === "string"));
+  const checkPool = (pool: unknown[], path: (string | number)[]) =>
+    pool.forEach((addr, k) => {
+      if (typeof addr === "string" && vips.has(addr)) {
+        issues.push({
+          path: [...path, k],
+          message: `${addr} is a VIP; local addresses must differ`,
+        });
+      }
+    });
+  checkPool(globalPool, ["local_addresses"]);
   const byName = new Map<string, number>();
   const byEndpoint = new Map<string, number>();
   const claims = new Map<string, PortClaim[]>();
   services.forEach((entry, i) => {
     const svc = asRecord(entry);
     if (svc === null) return;
+    const own = svc.local_addresses;
+    if (svc.forward === "fullnat") {
+      if (Array.isArray(own)) checkPool(own, ["services", i, "local_addresses"]);
+      if ((Array.isArray(own) ? own : globalPool).length === 0) {
+        issues.push({
+          path: ["services", i, "forward"],
+          message: "fullnat needs local addresses: set local_addresses here or globally",
+        });
+      }
+    } else if (own !== undefined) {
+      issues.push({
+        path: ["services", i, "local_addresses"],
+        message: "local_addresses apply to forward: fullnat only",
+      });
+    }
     if (typeof svc.name === "string") {
       const first = byName.get(svc.name);
       if (first !== undefined) {
@@ -741,6 +775,7 @@ function toModel(out: SchemaOutput): ApplianceConfig {
       ...(out.host.realside === undefined ? {} : { realside: out.host.realside }),
     },
     timeouts: { ...out.timeouts },
+    localAddresses: [...out.local_addresses],
     services: out.services.map((s) => {
       const port = s.port ?? 0;
       // A real without a port in a service of many ports takes the client's port (port 0).
@@ -756,6 +791,9 @@ function toModel(out: SchemaOutput): ApplianceConfig {
         scheduler: s.scheduler,
         schedulerFlags: [...new Set(s.scheduler_flags)],
         forward: s.forward,
+        localAddresses: s.forward === "fullnat"
+          ? [...(s.local_addresses ?? out.local_addresses)]
+          : [],
         reals: s.reals.map((r) => ({
           address: r.address,
           port: r.port ?? realDefaultPort,

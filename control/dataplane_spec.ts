@@ -40,6 +40,7 @@ export function compileDataplaneSpec(config: ApplianceConfig): DataplaneSpec {
         fallback: s.schedulerFlags.some((f) => f.endsWith("-fallback")),
       },
       forward: s.forward,
+      localAddresses: s.localAddresses.map(addr),
       reals: s.reals.map((r) => ({
         addr: addr(r.address),
         port: r.port,

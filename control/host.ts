@@ -29,6 +29,8 @@ export interface HostPlan {
   natReals: { address: string; ports: [number, number][]; protocol: "tcp" | "udp" }[];
   uplink?: string;
   realside?: string;
+  /** FULLNAT local addresses: routed into the TUN and answered for like VIPs. */
+  localAddresses?: string[];
 }
 
 /** An IPv4 address configured on an interface of this host. */
@@ -103,13 +105,20 @@ export class HostChanges {
   /** Applies the plan: link up, sysctls, VIP routes, proxy ARP, reply rule. */
   async apply(plan: HostPlan): Promise<void> {
     const locals = await localAddresses();
-    for (const vip of plan.vips) {
-      const own = locals.find((l) => l.address === vip);
+    const steered = [
+      ...plan.vips.map((address) => ({ address, what: "VIP" })),
+      ...(plan.localAddresses ?? []).map((address) => ({
+        address,
+        what: "FULLNAT local address",
+      })),
+    ];
+    for (const { address, what } of steered) {
+      const own = locals.find((l) => l.address === address);
       if (own) {
         throw new HostError(
-          `VIP ${vip} is a local address of this host (on ${own.ifname}); ` +
+          `${what} ${address} is a local address of this host (on ${own.ifname}); ` +
             `the kernel would answer it itself. Remove it from ${own.ifname} ` +
-            `(ip addr del ${vip}/${own.prefixlen} dev ${own.ifname}) or choose another VIP`,
+            `(ip addr del ${address}/${own.prefixlen} dev ${own.ifname}) or choose another ${what}`,
         );
       }
     }
@@ -124,18 +133,19 @@ export class HostChanges {
     // to the VIP) come back out of the TUN translated for a real: accept local sources there.
     await this.#sysctl(`net/ipv4/conf/${plan.tun}/accept_local`, "1");
 
-    for (const vip of plan.vips) {
+    for (const { address: vip, what } of steered) {
       await ip(["route", "replace", `${vip}/32`, "dev", plan.tun]);
       this.#record(
         `route ${vip} dev ${plan.tun}`,
         () => ip(["route", "del", `${vip}/32`, "dev", plan.tun]).catch(() => {}),
       );
-      const uplink = plan.uplink ??
+      // The uplink setting names where clients are; local addresses face the reals.
+      const uplink = (what === "VIP" ? plan.uplink : undefined) ??
         locals.find((l) => l.ifname !== plan.tun && inSubnet(vip, l.address, l.prefixlen))
           ?.ifname;
       if (uplink === undefined) {
-        log("VIP is on no connected subnet; the upstream router must route it to this host", {
-          vip,
+        log(`${what} is on no connected subnet; a router must route it to this host`, {
+          address: vip,
         });
         continue;
       }

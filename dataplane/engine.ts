@@ -22,9 +22,11 @@ import {
   quotedPacket,
   quotedSrcPort,
 } from "./forward/icmp_error.ts";
-import { natOriginal, natReply } from "./forward/nat.ts";
+import { LocalPortAllocator } from "./forward/local_ports.ts";
+import { rewriteDestination, rewriteSource } from "./forward/nat.ts";
 import {
   type DataplaneSpec,
+  Forward,
   ONE_PACKET_REPLY_WAIT_MS,
   RealCounter,
   type Service,
@@ -94,6 +96,7 @@ export const EngineCounter = {
   FRAGMENTS_TRANSLATED: 17,
   /** ICMP errors to a VIP that quote no connection we track. */
   DROP_ICMP_UNTRACKED: 18,
+  DROP_NO_LOCAL_PORT: 19,
 } as const;
 
 /** Metric names of `EngineCounter`, indexed alike. */
@@ -117,6 +120,7 @@ export const ENGINE_COUNTER_NAMES: readonly string[] = [
   "icmp_errors_translated",
   "fragments_translated",
   "drop_icmp_untracked",
+  "drop_no_local_port",
 ];
 
 const C = EngineCounter;
@@ -135,6 +139,7 @@ export class Engine {
   /** The engine's clock in ms; the worker advances it once per batch. */
   now = 0;
   readonly #onExpire = (id: number): boolean => this.#expired(id);
+  readonly #localPorts = new LocalPortAllocator();
 
   /** Builds the engine for `spec`. */
   constructor(spec: DataplaneSpec) {
@@ -247,10 +252,11 @@ export class Engine {
       return -1;
     }
     let real: number;
+    let tpl = -1;
     t.control[id] = 0;
     if (svc.persistTimeoutMs > 0) {
       // The real comes from the client's template (ip_vs_sched_persist).
-      const tpl = this.persistence.acquire(svc, src, sport, dst, dport, this.now);
+      tpl = this.persistence.acquire(svc, src, sport, dst, dport, this.now);
       if (tpl < 0) {
         t.release(id);
         this.counters[tpl === NO_ROOM ? C.DROP_TABLE_FULL : C.DROP_NO_REAL]++;
@@ -279,6 +285,18 @@ export class Engine {
     t.outDst[id] = svc.addr[real];
     // A real without a port (port 0) takes the port the client asked for.
     t.outDstPort[id] = svc.port[real] !== 0 ? svc.port[real] : dport;
+    if (svc.forwardKind === Forward.FULLNAT) {
+      // FULLNAT: the request leaves from a local address, so the reply comes back to us.
+      const lp = this.#localPorts;
+      if (!lp.allocate(t, proto, svc.localAddresses, t.outDst[id], t.outDstPort[id])) {
+        if (tpl >= 0) this.persistence.release(id);
+        t.release(id);
+        this.counters[C.DROP_NO_LOCAL_PORT]++;
+        return -1;
+      }
+      t.outSrc[id] = lp.address;
+      t.outSrcPort[id] = lp.port;
+    }
     const state = proto === PROTO_TCP ? ConnState.NONE : ConnState.UDP;
     t.state[id] = state;
     let timeout = this.#timeouts[state];
@@ -308,12 +326,15 @@ export class Engine {
     const reply = (entry & 1) === 1;
     const svc = this.services.services[t.service[id]];
     const real = t.real[id];
+    const fullnat = svc.forwardKind === Forward.FULLNAT;
     if (reply) {
-      natReply(b, off, l4, proto, t.inDst[id], t.inDstPort[id]);
+      rewriteSource(b, off, l4, proto, t.inDst[id], t.inDstPort[id]);
+      if (fullnat) rewriteDestination(b, off, l4, proto, t.inSrc[id], t.inSrcPort[id]);
       svc.count1(real, RealCounter.OUT_PACKETS, 1);
       svc.count1(real, RealCounter.OUT_BYTES, total);
     } else {
-      natOriginal(b, off, l4, proto, t.outDst[id], t.outDstPort[id]);
+      rewriteDestination(b, off, l4, proto, t.outDst[id], t.outDstPort[id]);
+      if (fullnat) rewriteSource(b, off, l4, proto, t.outSrc[id], t.outSrcPort[id]);
       svc.count1(real, RealCounter.IN_PACKETS, 1);
       svc.count1(real, RealCounter.IN_BYTES, total);
     }

@@ -7,11 +7,21 @@ import { createScheduler, type SchedulerName } from "./sched/registry.ts";
 import type { RealSet, Scheduler, SchedulerFlags } from "./sched/scheduler.ts";
 import { PROTO_UDP } from "./wire/ipv4.ts";
 
-/** Forwarding methods, with the names ipvsadm prints for them. */
-export const FORWARD_METHODS = { nat: "Masq" } as const;
+/** Forwarding methods, with the names ipvsadm (and DPVS, for FULLNAT) prints for them. */
+export const FORWARD_METHODS = { nat: "Masq", fullnat: "FullNat" } as const;
 
 /** A forwarding method the dataplane implements. */
 export type ForwardName = keyof typeof FORWARD_METHODS;
+
+/** Forwarding methods as the engine switches on them. */
+export const Forward = { NAT: 0, FULLNAT: 1, TUNNEL: 2, DR: 3 } as const;
+
+const FORWARD_KINDS: Record<string, number> = {
+  nat: Forward.NAT,
+  fullnat: Forward.FULLNAT,
+  tunnel: Forward.TUNNEL,
+  dr: Forward.DR,
+};
 
 /** One real server as the control plane specifies it. */
 export interface RealSpec {
@@ -57,6 +67,8 @@ export interface ServiceSpec {
   scheduler: SchedulerName;
   schedulerFlags: SchedulerFlags;
   forward: ForwardName;
+  /** FULLNAT: the local addresses (host order) requests leave from. */
+  localAddresses?: number[];
   reals: RealSpec[];
 }
 
@@ -112,6 +124,10 @@ export class Service implements RealSet {
   readonly anyPort: boolean;
   /** One-packet scheduling applies: set and UDP. */
   readonly onePacket: boolean;
+  /** The forwarding method, a `Forward` value. */
+  readonly forwardKind: number;
+  /** FULLNAT's local address pool. */
+  readonly localAddresses: Uint32Array;
   readonly scheduler: Scheduler;
 
   /** Compiles `spec` (the index is the service's position in its table). */
@@ -132,6 +148,14 @@ export class Service implements RealSet {
     this.persistNetmask = (spec.persistence?.netmask ?? 0xffffffff) >>> 0;
     this.anyPort = spec.ports !== undefined || spec.port === 0;
     this.onePacket = spec.onePacket === true && spec.protocol === PROTO_UDP;
+    this.forwardKind = FORWARD_KINDS[spec.forward];
+    if (this.forwardKind === undefined) {
+      throw new RangeError(`unknown forwarding method ${spec.forward}`);
+    }
+    this.localAddresses = Uint32Array.from(spec.localAddresses ?? []);
+    if (this.forwardKind === Forward.FULLNAT && this.localAddresses.length === 0) {
+      throw new RangeError(`service ${spec.name}: FULLNAT needs local addresses`);
+    }
     this.scheduler = createScheduler(spec.scheduler, spec.schedulerFlags);
     this.scheduler.reset(this);
   }

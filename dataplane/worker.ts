@@ -4,7 +4,7 @@
  * a start message, then requests answered by id (see `WorkerRequests`).
  */
 /// <reference lib="deno.worker" />
-import { DROP, Engine } from "./engine.ts";
+import { DROP, Engine, EngineCounter } from "./engine.ts";
 import type { DataplaneSpec } from "./service.ts";
 import { DataplaneRequests, type WorkerRequestName } from "./stats/requests.ts";
 import { PacketBatch, TunDevice } from "./tun.ts";
@@ -49,6 +49,23 @@ function errorMessage(err: unknown): string {
   return String((err as Error)?.message ?? err);
 }
 
+/** Milliseconds between two log lines about the same kind of refusal. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
+let refusalsLogged = 0;
+let lastRefusalLog = -Infinity;
+
+/** Logs, at most every 10 s, how many connections the FULLNAT pool refused since the last line. */
+function logPoolExhaustion(e: Engine, now: number): void {
+  const refused = e.counters[EngineCounter.DROP_NO_LOCAL_PORT];
+  if (refused === refusalsLogged || now - lastRefusalLog < REFUSAL_LOG_INTERVAL_MS) return;
+  console.error(
+    `${new Date().toISOString()} tunvs: FULLNAT local ports exhausted, connections refused ` +
+      `refused=${refused - refusalsLogged} total=${refused} (add local_addresses)`,
+  );
+  refusalsLogged = refused;
+  lastRefusalLog = now;
+}
+
 async function run(tun: TunDevice, e: Engine, req: DataplaneRequests): Promise<void> {
   const batch = new PacketBatch(BATCH_SLOTS);
   const buf = batch.buf;
@@ -59,6 +76,7 @@ async function run(tun: TunDevice, e: Engine, req: DataplaneRequests): Promise<v
     e.now = now;
     if (now - lastTick >= TICK_MS) {
       e.tick(now);
+      logPoolExhaustion(e, now);
       lastTick = now;
     }
     req.tick(now);

@@ -107,3 +107,64 @@ export async function buildSeed000(lab: Lab, opts: Seed000Options = {}): Promise
     reals,
   };
 }
+
+/** Seed 004's FULLNAT addresses: reals in two other subnets, behind a router. */
+export const SEED004 = {
+  vip: "172.10.0.9",
+  clientAddr: "172.10.0.100",
+  directorAddr: "172.10.0.1",
+  /** The director's own address towards the router (the pool address must not be local). */
+  directorInside: "10.0.3.254",
+  routerInside: "10.0.3.253",
+  localAddress: "10.0.3.1",
+  reals: [
+    { name: "web1", addr: "10.0.4.2", gateway: "10.0.4.1" },
+    { name: "web2", addr: "10.0.5.2", gateway: "10.0.5.1" },
+  ],
+} as const;
+
+/** What {@linkcode buildSeed004} made. */
+export interface Seed004 {
+  vip: string;
+  clientAddr: string;
+  localAddress: string;
+  reals: RealServerHost[];
+}
+
+/**
+ * Seed 004's FULLNAT topology: client — director — router — web1 (10.0.4.0/24) and web2
+ * (10.0.5.0/24). The reals route only to the router: they have no route to the client's network,
+ * so only FULLNAT (requests from the local address 10.0.3.1) can reach them and be answered.
+ */
+export async function buildSeed004(lab: Lab): Promise<Seed004> {
+  const s = SEED004;
+  const roles = ["client", "director", "router", ...s.reals.map((r) => r.name)];
+  for (const role of roles) {
+    await lab.addNamespace(role);
+    await lab.sysctl(role, "net.ipv6.conf.all.disable_ipv6", 1);
+    await lab.sysctl(role, "net.ipv6.conf.default.disable_ipv6", 1);
+  }
+  await lab.sysctl("director", "net.ipv4.ip_forward", 0);
+  await lab.sysctl("router", "net.ipv4.ip_forward", 1);
+
+  await lab.link("client", "eth0", "director", "up0");
+  await lab.addAddress("client", "eth0", `${s.clientAddr}/24`);
+  await lab.defaultRoute("client", s.directorAddr);
+  await lab.addAddress("director", "up0", `${s.directorAddr}/24`);
+
+  await lab.link("director", "in0", "router", "dir0");
+  await lab.addAddress("director", "in0", `${s.directorInside}/24`);
+  await lab.addAddress("router", "dir0", `${s.routerInside}/24`);
+
+  const reals: RealServerHost[] = [];
+  for (const real of s.reals) {
+    const net = real.addr.replace(/\.\d+$/, ".0/24");
+    await lab.link(real.name, "eth0", "router", real.name);
+    await lab.addAddress("router", real.name, `${real.gateway}/24`);
+    await lab.addAddress(real.name, "eth0", `${real.addr}/24`);
+    await lab.defaultRoute(real.name, real.gateway);
+    await lab.ip("director", "route", "add", net, "via", s.routerInside);
+    reals.push({ name: real.name, ns: lab.nsName(real.name), addr: real.addr });
+  }
+  return { vip: s.vip, clientAddr: s.clientAddr, localAddress: s.localAddress, reals };
+}

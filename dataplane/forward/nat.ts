@@ -1,7 +1,7 @@
 /**
- * NAT (ipvsadm -m, "Masq"): requests get the real's address and port as
- * destination, replies get the VIP and service port back as source. Both are
- * rewritten in place with incremental checksum updates (RFC 1624).
+ * Address and port rewriting for NAT (ipvsadm -m, "Masq": requests get the
+ * real as destination, replies the VIP as source) and FULLNAT (both addresses
+ * both ways), in place with incremental checksum updates (RFC 1624).
  */
 import { get16, get32, set16, set32 } from "../wire/bytes.ts";
 import { adjust16, adjust32 } from "../wire/checksum.ts";
@@ -15,8 +15,8 @@ import {
 import { TCP_CHECKSUM_OFFSET } from "../wire/tcp.ts";
 import { adjustUdpChecksum16, adjustUdpChecksum32, UDP_CHECKSUM_OFFSET } from "../wire/udp.ts";
 
-/** Rewrites a client's packet to the real: destination becomes `addr`:`port`. */
-export function natOriginal(
+/** Rewrites the destination to `addr`:`port` (NAT requests; FULLNAT both ways). */
+export function rewriteDestination(
   b: Uint8Array,
   off: number,
   l4: number,
@@ -27,8 +27,8 @@ export function natOriginal(
   rewrite(b, off, l4, proto, IPV4_DST_OFFSET, 2, addr, port);
 }
 
-/** Rewrites a real's reply to the client: source becomes `addr`:`port` (the VIP). */
-export function natReply(
+/** Rewrites the source to `addr`:`port` (NAT replies; FULLNAT both ways). */
+export function rewriteSource(
   b: Uint8Array,
   off: number,
   l4: number,

@@ -5,6 +5,7 @@ import {
   type ConfigIssue,
   DEFAULT_CONFIG_PATH,
   formatIssue,
+  FORWARD_METHODS,
   loadConfig,
   parseConfig,
   realReplyPorts,
@@ -46,6 +47,7 @@ Deno.test("default appliance.yaml parses to the seed topology", async () => {
     dataplane: { tun: "tunvs0" },
     host: {},
     timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
+    localAddresses: [],
     services: [{
       name: "web",
       protocol: "tcp",
@@ -54,6 +56,7 @@ Deno.test("default appliance.yaml parses to the seed topology", async () => {
       scheduler: "rr",
       schedulerFlags: [],
       forward: "nat",
+      localAddresses: [],
       reals: [
         { address: "10.10.10.11", port: 80, weight: 1, upperThreshold: 0, lowerThreshold: 0 },
         { address: "10.10.10.12", port: 80, weight: 1, upperThreshold: 0, lowerThreshold: 0 },
@@ -73,6 +76,7 @@ Deno.test("defaults are applied for every optional key", () => {
     dataplane: { tun: "tunvs0" },
     host: {},
     timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
+    localAddresses: [],
     services: [{
       name: "web",
       protocol: "tcp",
@@ -81,6 +85,7 @@ Deno.test("defaults are applied for every optional key", () => {
       scheduler: "wlc",
       schedulerFlags: [],
       forward: "nat",
+      localAddresses: [],
       reals: [{ address: "10.0.0.2", port: 443, weight: 1, upperThreshold: 0, lowerThreshold: 0 }],
     }],
   });
@@ -172,7 +177,7 @@ Deno.test("unknown key points at the key and lists the allowed keys", () => {
   assert.equal(where(top), "2:1 sevrices");
   assert.equal(
     top.message,
-    'unknown key "sevrices"; allowed keys: admin, dataplane, host, timeouts, services',
+    'unknown key "sevrices"; allowed keys: admin, dataplane, host, timeouts, local_addresses, services',
   );
 
   const nested = onlyIssue(
@@ -201,7 +206,7 @@ Deno.test("wrong container types are named", () => {
 
 Deno.test("enum values list the allowed choices", () => {
   const issues = issuesOf(
-    withService("vip: 10.0.0.1", "port: 80", "protocol: sctp", "scheduler: foo", "forward: dr"),
+    withService("vip: 10.0.0.1", "port: 80", "protocol: sctp", "scheduler: foo", "forward: bogus"),
   );
   assert.deepEqual(issues.map(where), [
     "5:15 services[0].protocol",
@@ -213,7 +218,7 @@ Deno.test("enum values list the allowed choices", () => {
     issues[1].message,
     'must be one of: rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, fo, ovf, mh (got "foo")',
   );
-  assert.equal(issues[2].message, 'must be one of: nat (got "dr")');
+  assert.equal(issues[2].message, `must be one of: ${FORWARD_METHODS.join(", ")} (got "bogus")`);
 });
 
 Deno.test("bad IPv4 addresses say what is wrong", () => {

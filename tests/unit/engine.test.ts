@@ -10,17 +10,14 @@ import { ConnState } from "../../dataplane/conn/state.ts";
 import { DROP, Engine, ENGINE_COUNTER_NAMES, EngineCounter } from "../../dataplane/engine.ts";
 import { RealCounter } from "../../dataplane/service.ts";
 import { get16, get32, set16, set32 } from "../../dataplane/wire/bytes.ts";
-import { checksum, l4Checksum } from "../../dataplane/wire/checksum.ts";
+import { checksum } from "../../dataplane/wire/checksum.ts";
 import {
   fillIpHeaderChecksum,
   ipDst,
   ipHeaderLength,
-  ipProtocol,
   ipSrc,
   ipTotalLength,
   ipTtl,
-  Ipv4Parse,
-  parseIpv4,
   PROTO_ICMP,
   PROTO_TCP,
   PROTO_UDP,
@@ -36,7 +33,7 @@ import {
 } from "../../dataplane/wire/tcp.ts";
 import { udpChecksum, udpDstPort, udpSrcPort } from "../../dataplane/wire/udp.ts";
 import { CLIENT, REAL1, REAL2, VIP, webAndDnsSpec } from "../fixtures/dataplane_specs.ts";
-import { counters, feed, type FeedResult } from "../fixtures/engine_harness.ts";
+import { assertChecksums, counters, feed, type FeedResult } from "../fixtures/engine_harness.ts";
 import { echoRequest, fragment, ipv4, tcp, udp } from "../fixtures/packet_builders.ts";
 import { addr, fixture, fixtures, fromHex } from "../fixtures/packets.ts";
 import { prng } from "../fixtures/prng.ts";
@@ -56,18 +53,6 @@ function forward(engine: Engine, pkt: Uint8Array, off = 37): FeedResult {
   assert.equal(r.out, ipTotalLength(pkt, 0), "forwarded at its full length");
   assertChecksums(r.buf, r.off);
   return r;
-}
-
-/** Asserts that the packet at `off` has a valid IPv4 header and TCP/UDP/ICMP checksum. */
-function assertChecksums(b: Uint8Array, off: number): void {
-  assert.equal(parseIpv4(b, off, b.length - off), Ipv4Parse.OK, "IPv4 header");
-  const ihl = ipHeaderLength(b, off);
-  const l4 = off + ihl;
-  const l4len = ipTotalLength(b, off) - ihl;
-  const proto = ipProtocol(b, off);
-  if (proto === PROTO_ICMP) assert.equal(checksum(b, l4, l4len), 0, "ICMP checksum");
-  else if (proto === PROTO_UDP && udpChecksum(b, l4) === 0) return;
-  else assert.equal(l4Checksum(b, off, l4, l4len, proto), 0, "L4 checksum");
 }
 
 /** [active, inactive] of every real of service `s`. */

@@ -1,0 +1,98 @@
+/**
+ * Seed 004 (FULLNAT): the reals listen on 8080 in two subnets behind a router
+ * and have no route to the client; requests reach them from the local address
+ * 10.0.3.1 with a local port, and replies come back to the client from VIP:80.
+ */
+import assert from "node:assert/strict";
+import type { ConnectionEntry } from "../../dataplane/stats/conn_listing.ts";
+import { Lab } from "../../lab/netns.ts";
+import { curl, startHttpServer } from "../../lab/servers.ts";
+import { buildSeed004, type Seed004 } from "../../lab/topology.ts";
+import { prng } from "../fixtures/prng.ts";
+import { e2eOptions, withAppliance, writeConfig } from "./harness.ts";
+
+const opts = e2eOptions("seed 004 FULLNAT tests");
+let lab: Lab;
+let topo: Seed004;
+let config: string;
+let bigDigest: string;
+const BIG_SIZE = 64 * 1024 * 1024;
+
+async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+Deno.test({ name: "seed 004: build the routed topology", ...opts }, async () => {
+  lab = await Lab.create("fullnat");
+  topo = await buildSeed004(lab);
+  const big = new Uint8Array(BIG_SIZE);
+  const next = prng(0x5eed0004);
+  const words = new Uint32Array(big.buffer);
+  for (let i = 0; i < words.length; i++) words[i] = next();
+  bigDigest = await sha256(big);
+  for (const real of topo.reals) {
+    await startHttpServer(lab, real.name, {
+      port: 8080,
+      files: real.name === "web1" ? { "big.bin": big } : {},
+    });
+  }
+  // The reals cannot answer the client's network themselves.
+  const route = await lab.exec("web1", ["ip", "route", "get", topo.clientAddr], {
+    allowFail: true,
+  });
+  assert.match(route.stdout + route.stderr, /via 10\.0\.4\.1/);
+  config = await writeConfig(await lab.makeTempDir("configs"), "fullnat", [{
+    name: "web-fullnat",
+    vip: topo.vip,
+    scheduler: "rr",
+    settings: ["port: 80", "forward: fullnat", `local_addresses: [${topo.localAddress}]`],
+    reals: topo.reals.map((r) => ({ address: r.addr, port: 8080 })),
+  }]);
+});
+
+Deno.test({
+  name: "seed 004: FULLNAT alternates between reals in other subnets on port 8080",
+  ...opts,
+}, async () => {
+  await withAppliance(lab, config, async (app) => {
+    const answers: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const r = await curl(lab, "client", `http://${topo.vip}/`, { timeoutSec: 5 });
+      assert.equal(r.code, 200, r.stderr);
+      answers.push(r.body.split(" ")[0]);
+    }
+    assert.deepEqual(answers, ["web1", "web2", "web1", "web2", "web1", "web2"]);
+    // The listing shows each connection leaving from the pool address.
+    const page = await app.api("/api/v1/connections?limit=100") as {
+      connections: ConnectionEntry[];
+    };
+    assert.equal(page.connections.length, 6);
+    for (const c of page.connections) {
+      assert.equal(c.forward, "FullNat");
+      assert.match(c.client, new RegExp(`^${topo.clientAddr.replaceAll(".", "\\.")}:\\d+$`));
+      assert.match(c.real, /^10\.0\.[45]\.2:8080$/);
+    }
+    // What the real saw: the local address, not the client.
+    const log = await lab.exec("web1", ["sh", "-c", "ss -tn state time-wait"]);
+    assert.match(log.stdout, new RegExp(`${topo.localAddress.replaceAll(".", "\\.")}:\\d+`));
+    assert.doesNotMatch(log.stdout, new RegExp(topo.clientAddr.replaceAll(".", "\\.")));
+  });
+});
+
+Deno.test({ name: "seed 004: 64 MB through FULLNAT arrive intact", ...opts }, async () => {
+  await withAppliance(lab, config, async () => {
+    // rr: the first request goes to web1, which has the file.
+    const r = await lab.exec("client", [
+      "sh",
+      "-c",
+      `curl -sS --fail -m 120 http://${topo.vip}/big.bin | sha256sum`,
+    ]);
+    assert.equal(r.stdout.split(" ")[0], bigDigest);
+  });
+});
+
+Deno.test({ name: "seed 004: tear down", ...opts }, async () => {
+  await lab?.destroy();
+  assert.ok(lab.destroyed);
+});

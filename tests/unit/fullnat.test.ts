@@ -1,0 +1,83 @@
+/**
+ * FULLNAT in the engine: both addresses rewritten both ways, local ports
+ * collision-free, reused only after their connection expired, and exhaustion
+ * counted instead of failing silently.
+ */
+import assert from "node:assert/strict";
+import { DROP, Engine, EngineCounter } from "../../dataplane/engine.ts";
+import { LOCAL_PORT_MIN } from "../../dataplane/forward/local_ports.ts";
+import { ipDst, ipSrc, PROTO_TCP } from "../../dataplane/wire/ipv4.ts";
+import { TCP_ACK, TCP_SYN, tcpDstPort, tcpSrcPort } from "../../dataplane/wire/tcp.ts";
+import { dataplaneSpec, real, REAL1, service, VIP } from "../fixtures/dataplane_specs.ts";
+import { assertChecksums, feed } from "../fixtures/engine_harness.ts";
+import { addr } from "../fixtures/packets.ts";
+import { tcp } from "../fixtures/packet_builders.ts";
+
+const CLIENT = addr("172.10.0.100");
+const LOCAL = addr("10.0.3.1");
+
+function fullnatEngine(capacity = 1024, locals = [LOCAL]): Engine {
+  return new Engine(dataplaneSpec([
+    service("web", PROTO_TCP, 80, 8080, {
+      forward: "fullnat",
+      localAddresses: locals,
+      reals: [real(REAL1, 8080)],
+    }),
+  ], capacity));
+}
+
+Deno.test("FULLNAT rewrites source and destination, and both back on the reply", () => {
+  const e = fullnatEngine();
+  const syn = feed(e, tcp(CLIENT, 50026, VIP, 80, TCP_SYN));
+  assert.notEqual(syn.out, DROP);
+  assert.equal(ipSrc(syn.pkt, 0), LOCAL);
+  assert.equal(ipDst(syn.pkt, 0), REAL1);
+  const lport = tcpSrcPort(syn.pkt, 20);
+  assert.ok(lport >= LOCAL_PORT_MIN);
+  assert.equal(tcpDstPort(syn.pkt, 20), 8080);
+  assertChecksums(syn.pkt, 0);
+
+  const synAck = feed(e, tcp(REAL1, 8080, LOCAL, lport, TCP_SYN | TCP_ACK));
+  assert.notEqual(synAck.out, DROP);
+  assert.equal(ipSrc(synAck.pkt, 0), VIP);
+  assert.equal(ipDst(synAck.pkt, 0), CLIENT);
+  assert.equal(tcpSrcPort(synAck.pkt, 20), 80);
+  assert.equal(tcpDstPort(synAck.pkt, 20), 50026);
+  assertChecksums(synAck.pkt, 0);
+});
+
+Deno.test("local ports are collision-free, exhaust with a counter, and return after expiry", () => {
+  const e = fullnatEngine(70_000);
+  const seen = new Set<number>();
+  let refused = 0;
+  for (let i = 0; i < 65536; i++) {
+    // Distinct clients, one real: every connection needs its own local port.
+    const client = (CLIENT + Math.floor(i / 60000)) >>> 0;
+    const r = feed(e, tcp(client, 1024 + (i % 60000), VIP, 80, TCP_SYN), 0);
+    if (r.out === DROP) {
+      refused++;
+      continue;
+    }
+    const port = tcpSrcPort(r.pkt, 20);
+    assert.ok(!seen.has(port), `port ${port} handed out twice`);
+    seen.add(port);
+  }
+  assert.equal(seen.size, 65536 - LOCAL_PORT_MIN);
+  assert.equal(refused, LOCAL_PORT_MIN);
+  assert.equal(e.counters[EngineCounter.DROP_NO_LOCAL_PORT], LOCAL_PORT_MIN);
+  // Once the connections have expired (SYN_RECV: 60 s), their ports can be used again.
+  e.tick(61_000);
+  assert.equal(e.conns.size, 0);
+  e.now = 61_000;
+  assert.notEqual(feed(e, tcp(CLIENT, 999, VIP, 80, TCP_SYN), 0).out, DROP);
+});
+
+Deno.test("a pool of several addresses spreads connections over them", () => {
+  const second = addr("10.0.3.2");
+  const e = fullnatEngine(1024, [LOCAL, second]);
+  const sources = new Set<number>();
+  for (let i = 0; i < 4; i++) {
+    sources.add(ipSrc(feed(e, tcp(CLIENT, 40000 + i, VIP, 80, TCP_SYN), 0).pkt, 0));
+  }
+  assert.deepEqual([...sources].sort(), [LOCAL, second].sort());
+});
