@@ -5,6 +5,7 @@ import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
 import { runAppliance } from "./control/appliance.ts";
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig } from "./control/config.ts";
+import { invokedAsIpvsadm, ipvsadmMain } from "./control/ipvsadm.ts";
 
 /** The version this build reports. */
 export const VERSION: string = denoJson.version;
@@ -15,6 +16,11 @@ usage:
   tunvs run [--config FILE]    run the appliance in the foreground (needs root or CAP_NET_ADMIN)
   tunvs check [FILE]           validate a configuration without touching the host
   tunvs version                print the version
+  tunvs ipvsadm ARGS...        ipvsadm's command line against the running appliance
+                               (--admin URL, TUNVS_ADMIN or --config FILE say where it
+                               listens; \`tunvs ipvsadm -h\` for its options). Run as
+                               \`ipvsadm\` (a symlink to dist/tunvs, or scripts/ipvsadm)
+                               it is that program.
 
 FILE defaults to ./${DEFAULT_CONFIG_PATH}.
 `;
@@ -42,6 +48,8 @@ export async function main(args: string[]): Promise<number> {
         console.log(`${file}: ok (${config.services.length} services, ${reals} reals)`);
         return 0;
       }
+      case "ipvsadm":
+        return await ipvsadmMain(rest, "tunvs ipvsadm", VERSION);
       case "version":
       case "--version":
         console.log(`tunvs ${VERSION}`);
@@ -73,4 +81,8 @@ export async function main(args: string[]): Promise<number> {
 
 class UsageError extends Error {}
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) {
+  Deno.exit(
+    invokedAsIpvsadm() ? await ipvsadmMain(Deno.args, "ipvsadm", VERSION) : await main(Deno.args),
+  );
+}

@@ -124,6 +124,12 @@ export function createAdminApp(source: AdminSource): Hono {
           port: svc.port,
           scheduler: svc.scheduler,
           forward: svc.forward,
+          // What ipvsadm's listings and -S show besides the reals.
+          ports: svc.ports ?? null,
+          persistence: svc.persistence ?? null,
+          onePacket: svc.onePacket === true,
+          schedulerFlags: svc.schedulerFlags,
+          localAddresses: svc.localAddresses,
           reals: svc.reals.map((r, i) => {
             const s = live?.reals[i];
             return {
@@ -138,6 +144,9 @@ export function createAdminApp(source: AdminSource): Hono {
               inBytes: s?.inBytes ?? 0,
               outPackets: s?.outPackets ?? 0,
               outBytes: s?.outBytes ?? 0,
+              persistConns: s?.persistConns ?? 0,
+              upperThreshold: r.upperThreshold,
+              lowerThreshold: r.lowerThreshold,
             };
           }),
         };

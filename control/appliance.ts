@@ -8,6 +8,13 @@ import { createAdminApp } from "./api.ts";
 import { type ApplianceConfig, loadConfig, realReplyPorts } from "./config.ts";
 import { DataplaneHandle } from "./dataplane_handle.ts";
 import { compileDataplaneSpec } from "./dataplane_spec.ts";
+import {
+  LinkRefresher,
+  linkRefreshMs,
+  logLinks,
+  resolveLinks,
+  withLinks,
+} from "./forward_links.ts";
 import { HostChanges } from "./host.ts";
 import { log } from "./log.ts";
 
@@ -19,6 +26,7 @@ export async function runAppliance(configPath: string): Promise<number> {
   let tun: TunDevice | null = null;
   let dataplane: DataplaneHandle | null = null;
   let server: Deno.HttpServer | null = null;
+  let links: LinkRefresher | null = null;
 
   let finish!: (code: number) => void;
   const finished = new Promise<number>((resolve) => finish = resolve);
@@ -45,14 +53,27 @@ export async function runAppliance(configPath: string): Promise<number> {
   try {
     tun = TunDevice.open(config.dataplane.tun);
     log("tun device created", { name: tun.name });
+    // Tunnel and DR reals are resolved before the host changes: one that cannot be reached
+    // stops the start with nothing to undo.
+    const resolved = await resolveLinks(spec, tun.name);
+    logLinks(spec, resolved);
+    const linked = withLinks(spec, resolved);
     await host.apply(hostPlan(config));
     for (const change of host.applied) log("host changed", { change });
     dataplane = await DataplaneHandle.start(
       tun.fd,
       tun.name,
-      spec,
+      linked,
       (message) => stop(1, "dataplane failed", { error: message }),
     );
+    links = new LinkRefresher(
+      linked,
+      tun.name,
+      resolved,
+      (l) => dataplane?.updateLinks(l),
+      linkRefreshMs(),
+    );
+    links.start();
     const app = createAdminApp({
       config: () => config,
       request: (name, params) => dataplane!.request(name, params),
@@ -72,6 +93,7 @@ export async function runAppliance(configPath: string): Promise<number> {
     code = 1;
   }
 
+  links?.stop();
   await server?.shutdown().catch(() => {});
   await dataplane?.stop();
   await host.undo();

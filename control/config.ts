@@ -113,6 +113,8 @@ export interface ServiceConfig {
   forward: ForwardMethod;
   /** FULLNAT: the local addresses requests leave from (the service's own, else the global pool). */
   localAddresses: string[];
+  /** Present, and true, with `toa: true` (FULLNAT over TCP): the client's address as a TCP option. */
+  toa?: true;
   reals: RealConfig[];
 }
 
@@ -385,6 +387,9 @@ const serviceSchema = strictMap({
   scheduler_flags: z.array(z.enum(SCHEDULER_FLAGS)).default([]),
   forward: z.enum(FORWARD_METHODS).default(CONFIG_DEFAULTS.forward),
   local_addresses: z.array(checkedString("an IPv4 address", unicastIpv4Problem)).optional(),
+  toa: z.boolean({
+    error: (iss) => `must be true or false (got ${describe(iss.input)})`,
+  }).optional(),
   reals: z.array(realSchema).default([]),
 });
 
@@ -678,6 +683,18 @@ function semanticIssues(raw: unknown): RawIssue[] {
         message: "local_addresses apply to forward: fullnat only",
       });
     }
+    if (svc.toa === true) {
+      // TOA rides on the connection FULLNAT opens to the real: other methods keep the client's
+      // address, and UDP has no options to carry it.
+      if ((svc.forward ?? CONFIG_DEFAULTS.forward) !== "fullnat") {
+        issues.push({
+          path: ["services", i, "toa"],
+          message: "toa applies to forward: fullnat only",
+        });
+      } else if ((svc.protocol ?? CONFIG_DEFAULTS.protocol) !== "tcp") {
+        issues.push({ path: ["services", i, "toa"], message: "toa applies to protocol: tcp only" });
+      }
+    }
     if (typeof svc.name === "string") {
       const first = byName.get(svc.name);
       if (first !== undefined) {
@@ -727,6 +744,23 @@ function semanticIssues(raw: unknown): RawIssue[] {
           path: ["services", i, "reals", j, "lower_threshold"],
           message: `must not exceed upper_threshold (${lower} > ${upper})`,
         });
+      }
+      const forward = svc.forward ?? CONFIG_DEFAULTS.forward;
+      if ((forward === "dr" || forward === "tunnel") && typeof real.port === "number") {
+        // The packet reaches the real unchanged: IPVS ignores a real's port with -g/-i, which
+        // would silently serve the wrong port, so say it instead.
+        if (servesAnyPort(svc)) {
+          issues.push({
+            path: ["services", i, "reals", j, "port"],
+            message: `a ${forward} real serves the port the client asked for; remove port`,
+          });
+        } else if (typeof svc.port === "number" && real.port !== svc.port) {
+          issues.push({
+            path: ["services", i, "reals", j, "port"],
+            message: `a ${forward} real serves the service's port ${svc.port}, unchanged ` +
+              `(got ${real.port}); remove port or use forward: nat or fullnat to change it`,
+          });
+        }
       }
       const port = real.port ?? (servesAnyPort(svc) ? 0 : svc.port);
       const key = endpointKey(real.address, port);
@@ -794,6 +828,7 @@ function toModel(out: SchemaOutput): ApplianceConfig {
         localAddresses: s.forward === "fullnat"
           ? [...(s.local_addresses ?? out.local_addresses)]
           : [],
+        ...(s.toa === true ? { toa: true as const } : {}),
         reals: s.reals.map((r) => ({
           address: r.address,
           port: r.port ?? realDefaultPort,

@@ -2,6 +2,7 @@
  * The control plane's handle on a dataplane worker: starts it on a TUN
  * descriptor, sends it requests and waits for their answers, stops it.
  */
+import type { RealLink } from "../dataplane/direct_routes.ts";
 import type { DataplaneSpec } from "../dataplane/service.ts";
 import type {
   FromWorker,
@@ -105,6 +106,11 @@ export class DataplaneHandle {
   /** Asks the worker for a snapshot of its counters and connections. */
   stats(timeoutMs = 2000): Promise<WorkerStats> {
     return this.request("stats", {}, timeoutMs);
+  }
+
+  /** Hands the worker re-resolved tunnel and DR links (per service, per real). */
+  updateLinks(links: RealLink[][]): void {
+    this.#send({ type: "links", links });
   }
 
   /** Stops the worker's loop and ends the worker. */

@@ -41,6 +41,7 @@ export function compileDataplaneSpec(config: ApplianceConfig): DataplaneSpec {
       },
       forward: s.forward,
       localAddresses: s.localAddresses.map(addr),
+      ...(s.toa === true ? { toa: true } : {}),
       reals: s.reals.map((r) => ({
         addr: addr(r.address),
         port: r.port,

@@ -22,8 +22,17 @@ import {
   quotedPacket,
   quotedSrcPort,
 } from "./forward/icmp_error.ts";
+import { type DirectSender, NO_DIRECT_SENDER } from "./forward/direct.ts";
 import { LocalPortAllocator } from "./forward/local_ports.ts";
 import { rewriteDestination, rewriteSource } from "./forward/nat.ts";
+import { insertToa, shrinkMssForToa, TOA_NO_ROOM } from "./forward/toa.ts";
+import {
+  clampMss,
+  encapsulateIpip,
+  fragmentationNeeded,
+  IPIP_HEADER,
+  TUNNEL_MSS_OVERHEAD,
+} from "./forward/tunnel.ts";
 import {
   type DataplaneSpec,
   Forward,
@@ -45,6 +54,7 @@ import {
 } from "./wire/icmp.ts";
 import {
   fillIpHeaderChecksum,
+  ipDontFragment,
   ipDst,
   ipFragmentOffset,
   ipHeaderChecksum,
@@ -63,11 +73,25 @@ import {
   setIpSrc,
   setIpTtl,
 } from "./wire/ipv4.ts";
-import { parseTcp, TCP_ACK, TCP_SYN, tcpDstPort, tcpFlags, tcpSrcPort } from "./wire/tcp.ts";
+import {
+  parseTcp,
+  TCP_ACK,
+  TCP_RST,
+  TCP_SYN,
+  tcpDstPort,
+  tcpFlags,
+  tcpSrcPort,
+} from "./wire/tcp.ts";
 import { parseUdp, UDP_HEADER, udpDstPort, udpSrcPort } from "./wire/udp.ts";
 
 /** What `process` returns for a packet that must not be written back. */
 export const DROP = -1;
+
+/**
+ * What `process` returns for a packet it handed to the DirectSender (DR): sent already, so not to
+ * be written back.
+ */
+export const SENT = -3;
 
 /** What the ICMP error path returns when the message is about no connection it handles. */
 const UNTRACKED = -2;
@@ -97,6 +121,20 @@ export const EngineCounter = {
   /** ICMP errors to a VIP that quote no connection we track. */
   DROP_ICMP_UNTRACKED: 18,
   DROP_NO_LOCAL_PORT: 19,
+  /** Client segments given the TOA option (FULLNAT with `toa`); apart from FORWARDED. */
+  TOA_INSERTED: 20,
+  /** Client segments that should have carried TOA but had no room (forwarded without it). */
+  TOA_SKIPPED: 21,
+  /** DR packets handed to the packet socket (apart from FORWARDED, which counts them too). */
+  DIRECT_SENT: 22,
+  /** DR packets the packet socket refused. */
+  DROP_DIRECT_SEND_FAILED: 23,
+  /** Client SYNs whose MSS was lowered to fit the tunnel. */
+  MSS_CLAMPED: 24,
+  /** Packets too big for the path to a tunnel or DR real, with DF: answered with frag-needed. */
+  FRAG_NEEDED_SENT: 25,
+  /** Packets too big for the path to a tunnel or DR real that could be neither sent nor answered. */
+  DROP_TOO_BIG: 26,
 } as const;
 
 /** Metric names of `EngineCounter`, indexed alike. */
@@ -121,6 +159,13 @@ export const ENGINE_COUNTER_NAMES: readonly string[] = [
   "fragments_translated",
   "drop_icmp_untracked",
   "drop_no_local_port",
+  "toa_inserted",
+  "toa_skipped",
+  "direct_sent",
+  "drop_direct_send_failed",
+  "mss_clamped",
+  "frag_needed_sent",
+  "drop_too_big",
 ];
 
 const C = EngineCounter;
@@ -140,9 +185,13 @@ export class Engine {
   now = 0;
   readonly #onExpire = (id: number): boolean => this.#expired(id);
   readonly #localPorts = new LocalPortAllocator();
+  readonly #direct: DirectSender;
+  /** IP ID of the next header the engine makes (tunnel outer headers, frag-needed). */
+  #ipId = 0;
 
-  /** Builds the engine for `spec`. */
-  constructor(spec: DataplaneSpec) {
+  /** Builds the engine for `spec`; DR packets go out through `direct`. */
+  constructor(spec: DataplaneSpec, direct: DirectSender = NO_DIRECT_SENDER) {
+    this.#direct = direct;
     this.conns = new ConnTable(spec.maxConnections);
     this.persistence = new Persistence(this.conns);
     this.services = new ServiceTable(spec.services);
@@ -151,8 +200,8 @@ export class Engine {
   }
 
   /**
-   * Handles the packet of `len` bytes at `off` in `b`, rewriting it in place.
-   * Returns the length to write back, or DROP.
+   * Handles the packet of `len` bytes at `off` in `b`, rewriting it in place (a tunnelled packet
+   * grows by 20 bytes within its slot). Returns the length to write back, DROP, or SENT.
    */
   process(b: Uint8Array, off: number, len: number): number {
     this.counters[C.RX_PACKETS]++;
@@ -297,6 +346,8 @@ export class Engine {
       t.outSrc[id] = lp.address;
       t.outSrcPort[id] = lp.port;
     }
+    // Tunnel, DR: the real answers the client itself, so no reply will ever look us up.
+    if (svc.forwardKind >= Forward.TUNNEL) t.flags[id] |= ConnFlag.NO_REPLY;
     const state = proto === PROTO_TCP ? ConnState.NONE : ConnState.UDP;
     t.state[id] = state;
     let timeout = this.#timeouts[state];
@@ -330,11 +381,22 @@ export class Engine {
     if (reply) {
       rewriteSource(b, off, l4, proto, t.inDst[id], t.inDstPort[id]);
       if (fullnat) rewriteDestination(b, off, l4, proto, t.inSrc[id], t.inSrcPort[id]);
+      if (svc.toa && proto === PROTO_TCP) this.#toaReply(b, l4, id, flags);
       svc.count1(real, RealCounter.OUT_PACKETS, 1);
       svc.count1(real, RealCounter.OUT_BYTES, total);
     } else {
-      rewriteDestination(b, off, l4, proto, t.outDst[id], t.outDstPort[id]);
+      // Tunnel and DR deliver the packet as the client sent it, to the VIP the real also has.
+      if (svc.forwardKind < Forward.TUNNEL) {
+        rewriteDestination(b, off, l4, proto, t.outDst[id], t.outDstPort[id]);
+      }
       if (fullnat) rewriteSource(b, off, l4, proto, t.outSrc[id], t.outSrcPort[id]);
+      // As DPVS: client segments after the SYN-ACK carry TOA until the real has a socket.
+      if (
+        (t.flags[id] & ConnFlag.TOA_PENDING) !== 0 &&
+        (flags & (TCP_SYN | TCP_RST | TCP_ACK)) === TCP_ACK
+      ) {
+        total = this.#toa(b, off, l4, id, total);
+      }
       svc.count1(real, RealCounter.IN_PACKETS, 1);
       svc.count1(real, RealCounter.IN_BYTES, total);
     }
@@ -377,10 +439,115 @@ export class Engine {
     const earlier = expires < t.expires[id];
     t.expires[id] = expires;
     if (earlier) t.reschedule(id, this.now);
+    if (!reply && svc.forwardKind >= Forward.TUNNEL) {
+      const out = this.#bypass(b, off, l4, proto, flags, total, svc, real, true);
+      // Without a reply to wait for, a one-packet entry is done once its datagram is sent.
+      if ((t.flags[id] & ConnFlag.ONE_PACKET) !== 0) this.#drop(id);
+      return out;
+    }
     // A one-packet entry has done its work once its datagram's reply is through.
     if (reply && (t.flags[id] & ConnFlag.ONE_PACKET) !== 0) this.#drop(id);
     this.counters[C.FORWARDED]++;
     return total;
+  }
+
+  /**
+   * Sends a client's packet on to a tunnel or DR real (`whole` false for a later fragment or a
+   * passed-on ICMP error: no clamping, no frag-needed about it, not counted as forwarded; the
+   * fragment's datagram was counted with its first fragment). Tunnel: the MSS of a SYN is
+   * clamped, the packet encapsulated in its slot; DR: handed to the DirectSender. A packet too big
+   * for the path with DF set is answered with frag-needed instead, as IPVS does. Returns the
+   * length to write back, SENT or DROP.
+   */
+  #bypass(
+    b: Uint8Array,
+    off: number,
+    l4: number,
+    proto: number,
+    flags: number,
+    total: number,
+    svc: Service,
+    real: number,
+    whole: boolean,
+  ): number {
+    const mtu = svc.mtu[real];
+    const tunnel = svc.forwardKind === Forward.TUNNEL;
+    if (tunnel && whole && proto === PROTO_TCP && (flags & TCP_SYN) !== 0) {
+      if (clampMss(b, l4, mtu - TUNNEL_MSS_OVERHEAD)) this.counters[C.MSS_CLAMPED]++;
+    }
+    const room = tunnel ? mtu - IPIP_HEADER : mtu;
+    if (mtu > 0 && total > room) {
+      // Never an error about an ICMP error or about a later fragment (RFC 1122 3.2.2).
+      if (whole && proto !== PROTO_ICMP && ipDontFragment(b, off)) {
+        const len = fragmentationNeeded(b, off, total, room, this.#nextIpId());
+        if (len > 0) {
+          this.counters[C.FRAG_NEEDED_SENT]++;
+          return len;
+        }
+        this.counters[C.DROP_TOO_BIG]++;
+        return DROP;
+      }
+      // A tunnel's outer packet may be fragmented by the kernel; a DR frame cannot be.
+      if (!tunnel) {
+        this.counters[C.DROP_TOO_BIG]++;
+        return DROP;
+      }
+    }
+    if (tunnel) {
+      const len = encapsulateIpip(
+        b,
+        off,
+        total,
+        svc.tunnelSource[real],
+        svc.addr[real],
+        this.#nextIpId(),
+      );
+      if (len < 0) {
+        this.counters[C.DROP_TOO_BIG]++;
+        return DROP;
+      }
+      if (whole) this.counters[C.FORWARDED]++;
+      return len;
+    }
+    if (!this.#direct.send(svc.index, real, b, off, total)) {
+      this.counters[C.DROP_DIRECT_SEND_FAILED]++;
+      return DROP;
+    }
+    this.counters[C.DIRECT_SENT]++;
+    if (whole) this.counters[C.FORWARDED]++;
+    return SENT;
+  }
+
+  #nextIpId(): number {
+    this.#ipId = (this.#ipId + 1) & 0xffff;
+    return this.#ipId;
+  }
+
+  /**
+   * The real's side of TOA: its SYN-ACK announces 8 bytes less MSS, so that a client segment
+   * with the option still fits the path, and opens the TOA window; anything else it sends
+   * closes it, since only a socket that exists (and has read any TOA) sends more than SYN-ACKs.
+   */
+  #toaReply(b: Uint8Array, l4: number, id: number, flags: number): void {
+    const t = this.conns;
+    if ((flags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK)) {
+      shrinkMssForToa(b, l4);
+      t.flags[id] |= ConnFlag.TOA_PENDING;
+    } else {
+      t.flags[id] &= ~ConnFlag.TOA_PENDING;
+    }
+  }
+
+  /** Gives a client segment the TOA option; returns the packet's length, grown or not. */
+  #toa(b: Uint8Array, off: number, l4: number, id: number, total: number): number {
+    const t = this.conns;
+    const grown = insertToa(b, off, l4, total, t.inSrc[id], t.inSrcPort[id]);
+    if (grown === TOA_NO_ROOM) {
+      this.counters[C.TOA_SKIPPED]++;
+      return total;
+    }
+    this.counters[C.TOA_INSERTED]++;
+    return grown;
   }
 
   #expired(id: number): boolean {
@@ -491,9 +658,13 @@ export class Engine {
       // About a packet on its way to the real: the error leaves from the VIP, so one sent to a
       // VIP would come straight back.
       if (this.services.isVip(dst)) return UNTRACKED;
-    } else if (dst !== t.inDst[id] || (t.flags[id] & ConnFlag.NO_REPLY) !== 0) {
-      // About a reply: only NAT has the real's side of it to restore, and only for its own VIP.
+    } else if (dst !== t.inDst[id]) {
+      // About a reply: only for its own VIP.
       return UNTRACKED;
+    } else if ((t.flags[id] & ConnFlag.NO_REPLY) !== 0) {
+      // Tunnel, DR: the real sent the packet quoted, from the VIP; the error goes to it as it is
+      // (IPVS's ip_vs_icmp_xmit), so that, e.g., its path MTU towards the client follows.
+      return this.#icmpErrorToBypassReal(b, off, l4, l4len, id, total);
     }
     if (parseIcmp(b, l4, l4len) !== 0) {
       this.counters[C.DROP_MALFORMED_ICMP]++;
@@ -517,6 +688,32 @@ export class Engine {
     // As IPVS, an error neither moves the connection's state nor keeps it alive.
     this.counters[C.ICMP_ERRORS_TRANSLATED]++;
     return total;
+  }
+
+  /** An ICMP error about a tunnel or DR real's packet, sent on to that real unchanged. */
+  #icmpErrorToBypassReal(
+    b: Uint8Array,
+    off: number,
+    l4: number,
+    l4len: number,
+    id: number,
+    total: number,
+  ): number {
+    if (parseIcmp(b, l4, l4len) !== 0) {
+      this.counters[C.DROP_MALFORMED_ICMP]++;
+      return DROP;
+    }
+    const svc = this.services.services[this.conns.service[id]];
+    const real = this.conns.real[id];
+    if (svc === undefined || svc.forwardKind < Forward.TUNNEL || real >= svc.count) {
+      return UNTRACKED;
+    }
+    const out = this.#bypass(b, off, l4, PROTO_ICMP, 0, total, svc, real, false);
+    if (out === DROP) return DROP;
+    svc.count1(real, RealCounter.IN_PACKETS, 1);
+    svc.count1(real, RealCounter.IN_BYTES, total);
+    this.counters[C.ICMP_ERRORS_TRANSLATED]++;
+    return out;
   }
 
   /** Records a translated first fragment so that the rest of its datagram follows it. */
@@ -587,6 +784,10 @@ export class Engine {
     }
     f.account(slot, ipFragmentOffset(b, off), bytes, !ipMoreFragments(b, off));
     this.counters[C.FRAGMENTS_TRANSLATED]++;
+    // A tunnel or DR datagram's fragments go the way its first went.
+    if (svc !== undefined && real < svc.count && svc.forwardKind >= Forward.TUNNEL) {
+      return this.#bypass(b, off, off + ipHeaderLength(b, off), proto, 0, total, svc, real, false);
+    }
     return total;
   }
 

@@ -20,6 +20,13 @@ const SYMBOLS = {
     parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"],
     result: "i32",
   },
+  // sendto with the packet as a pointer: precomputed slot pointers keep per-packet sends
+  // (direct routing) free of allocation.
+  sendtoPointer: {
+    name: "sendto",
+    parameters: ["i32", "pointer", "usize", "i32", "buffer", "u32"],
+    result: "i32",
+  },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
 } as const;

@@ -5,10 +5,15 @@
 import type { Timeouts } from "./conn/state.ts";
 import { createScheduler, type SchedulerName } from "./sched/registry.ts";
 import type { RealSet, Scheduler, SchedulerFlags } from "./sched/scheduler.ts";
-import { PROTO_UDP } from "./wire/ipv4.ts";
+import { formatIpv4, PROTO_TCP, PROTO_UDP } from "./wire/ipv4.ts";
 
 /** Forwarding methods, with the names ipvsadm (and DPVS, for FULLNAT) prints for them. */
-export const FORWARD_METHODS = { nat: "Masq", fullnat: "FullNat" } as const;
+export const FORWARD_METHODS = {
+  nat: "Masq",
+  fullnat: "FullNat",
+  tunnel: "Tunnel",
+  dr: "Route",
+} as const;
 
 /** A forwarding method the dataplane implements. */
 export type ForwardName = keyof typeof FORWARD_METHODS;
@@ -33,7 +38,24 @@ export interface RealSpec {
   upperThreshold: number;
   /** Connections below which it takes new ones again (0 = below 3/4 of the upper). */
   lowerThreshold: number;
+  /** Tunnel: the director's address (host order) the encapsulated packets leave from. */
+  tunnelSource?: number;
+  /**
+   * Tunnel and DR: the MTU of the path towards the real (the tunnel's 20 bytes come out of it).
+   * Tunnel defaults to 1500; DR without it leaves oversize packets to the socket's refusal.
+   */
+  mtu?: number;
+  /** DR: the index of the interface that reaches the real. */
+  ifindex?: number;
+  /** DR: the real's MAC address, "aa:bb:cc:dd:ee:ff", from the kernel's neighbour table. */
+  mac?: string;
 }
+
+/** The tunnel's path MTU when the control plane names none. */
+export const DEFAULT_TUNNEL_MTU = 1500;
+
+/** The smallest MTU IPv4 allows (RFC 791); a tunnel needs 20 bytes more. */
+const MIN_MTU = 68;
 
 /** An inclusive range of ports, `[first, last]`. */
 export type PortRange = [number, number];
@@ -69,6 +91,8 @@ export interface ServiceSpec {
   forward: ForwardName;
   /** FULLNAT: the local addresses (host order) requests leave from. */
   localAddresses?: number[];
+  /** FULLNAT over TCP: client segments carry the client's address as a TOA option. */
+  toa?: boolean;
   reals: RealSpec[];
 }
 
@@ -128,6 +152,12 @@ export class Service implements RealSet {
   readonly forwardKind: number;
   /** FULLNAT's local address pool. */
   readonly localAddresses: Uint32Array;
+  /** Tunnel: the outer source address per real (host order). */
+  readonly tunnelSource: Uint32Array;
+  /** Tunnel and DR: the path MTU per real; 0 when unknown (DR only). */
+  readonly mtu: Int32Array;
+  /** TOA applies: asked for, FULLNAT and TCP. */
+  readonly toa: boolean;
   readonly scheduler: Scheduler;
 
   /** Compiles `spec` (the index is the service's position in its table). */
@@ -156,6 +186,12 @@ export class Service implements RealSet {
     if (this.forwardKind === Forward.FULLNAT && this.localAddresses.length === 0) {
       throw new RangeError(`service ${spec.name}: FULLNAT needs local addresses`);
     }
+    this.tunnelSource = Uint32Array.from(spec.reals, (r) => r.tunnelSource ?? 0);
+    const tunnel = this.forwardKind === Forward.TUNNEL;
+    this.mtu = Int32Array.from(spec.reals, (r) => r.mtu ?? (tunnel ? DEFAULT_TUNNEL_MTU : 0));
+    if (this.forwardKind >= Forward.TUNNEL) checkBypassReals(spec, tunnel);
+    this.toa = spec.toa === true && this.forwardKind === Forward.FULLNAT &&
+      spec.protocol === PROTO_TCP;
     this.scheduler = createScheduler(spec.scheduler, spec.schedulerFlags);
     this.scheduler.reset(this);
   }
@@ -354,6 +390,30 @@ export class ServiceTable {
 
   #slot(protocolPort: number, vip: number): number {
     return mix(vip ^ Math.imul(protocolPort, 0x9e3779b1)) & this.#keyMask;
+  }
+}
+
+/**
+ * Rejects reals of a tunnel or DR service the engine cannot send to: the packet reaches them
+ * unchanged, so on the service's own port; a tunnel needs its outer source, and an MTU with room
+ * for the outer header.
+ */
+function checkBypassReals(spec: ServiceSpec, tunnel: boolean): void {
+  const where = `service ${JSON.stringify(spec.name)}`;
+  for (const r of spec.reals) {
+    const real = `${where}: real ${formatIpv4(r.addr)}`;
+    if (r.port !== 0 && r.port !== spec.port) {
+      throw new RangeError(
+        `${real}: ${spec.forward} keeps the client's port; port ${r.port} differs`,
+      );
+    }
+    if (tunnel && !(r.tunnelSource !== undefined && r.tunnelSource > 0)) {
+      throw new RangeError(`${real}: a tunnel needs its source address (tunnelSource)`);
+    }
+    const min = tunnel ? MIN_MTU + 20 : MIN_MTU;
+    if (r.mtu !== undefined && !(Number.isInteger(r.mtu) && r.mtu >= min && r.mtu <= 65535)) {
+      throw new RangeError(`${real}: bad MTU ${r.mtu} (at least ${min})`);
+    }
   }
 }
 

@@ -4,9 +4,11 @@
  * a start message, then requests answered by id (see `WorkerRequests`).
  */
 /// <reference lib="deno.worker" />
-import { DROP, Engine, EngineCounter } from "./engine.ts";
+import { applyLinks, DirectRoutes, type RealLink } from "./direct_routes.ts";
+import { DROP, Engine, EngineCounter, SENT } from "./engine.ts";
 import type { DataplaneSpec } from "./service.ts";
 import { DataplaneRequests, type WorkerRequestName } from "./stats/requests.ts";
+import { strerror } from "./libc.ts";
 import { PacketBatch, TunDevice } from "./tun.ts";
 
 export type {
@@ -28,6 +30,7 @@ const YIELD_MS = 20;
 export type ToWorker =
   | { type: "start"; fd: number; tun: string; spec: DataplaneSpec }
   | { type: "request"; id: number; name: WorkerRequestName; params: unknown }
+  | { type: "links"; links: RealLink[][] }
   | { type: "stop" };
 
 /** Messages a worker sends back: a response carries either a result or an error. */
@@ -40,6 +43,7 @@ export type FromWorker =
 
 let stopping = false;
 let requests: DataplaneRequests | null = null;
+let running: { spec: DataplaneSpec; engine: Engine; direct: DirectRoutes | null } | null = null;
 
 function post(msg: FromWorker): void {
   self.postMessage(msg);
@@ -66,6 +70,21 @@ function logPoolExhaustion(e: Engine, now: number): void {
   lastRefusalLog = now;
 }
 
+let directFailuresLogged = 0;
+let lastDirectLog = -Infinity;
+
+/** Logs, at most every 10 s, how many DR sends the packet socket refused since the last line. */
+function logDirectFailures(d: DirectRoutes, now: number): void {
+  if (d.failures === directFailuresLogged || now - lastDirectLog < REFUSAL_LOG_INTERVAL_MS) return;
+  console.error(
+    `${new Date().toISOString()} tunvs: direct routing sends failed ` +
+      `failed=${d.failures - directFailuresLogged} total=${d.failures} ` +
+      `last_error=${JSON.stringify(strerror(d.lastError))}`,
+  );
+  directFailuresLogged = d.failures;
+  lastDirectLog = now;
+}
+
 async function run(tun: TunDevice, e: Engine, req: DataplaneRequests): Promise<void> {
   const batch = new PacketBatch(BATCH_SLOTS);
   const buf = batch.buf;
@@ -77,6 +96,7 @@ async function run(tun: TunDevice, e: Engine, req: DataplaneRequests): Promise<v
     if (now - lastTick >= TICK_MS) {
       e.tick(now);
       logPoolExhaustion(e, now);
+      if (running?.direct) logDirectFailures(running.direct, now);
       lastTick = now;
     }
     req.tick(now);
@@ -89,7 +109,7 @@ async function run(tun: TunDevice, e: Engine, req: DataplaneRequests): Promise<v
     }
     for (let i = 0; i < n; i++) {
       const out = e.process(buf, batch.offset(i), batch.lengths[i]);
-      batch.lengths[i] = out === DROP ? -1 : out;
+      batch.lengths[i] = out === DROP || out === SENT ? -1 : out;
     }
     req.writeFailures += tun.writeBatch(batch).failed;
     if (now - lastYield >= YIELD_MS) {
@@ -105,11 +125,16 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
     case "start": {
       try {
         const tun = TunDevice.adopt(msg.fd, msg.tun);
-        const engine = new Engine(msg.spec);
+        const direct = DirectRoutes.open(msg.spec);
+        const engine = new Engine(msg.spec, direct ?? undefined);
+        running = { spec: msg.spec, engine, direct };
         requests = new DataplaneRequests(engine);
         post({ type: "started" });
         run(tun, engine, requests).then(
-          () => post({ type: "stopped" }),
+          () => {
+            direct?.close();
+            post({ type: "stopped" });
+          },
           (err) => post({ type: "error", message: errorMessage(err) }),
         );
       } catch (err) {
@@ -127,6 +152,16 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
         post({ type: "response", id: msg.id, result });
       } catch (err) {
         post({ type: "response", id: msg.id, error: errorMessage(err) });
+      }
+      break;
+    case "links":
+      // Re-resolved by the control plane: DR MACs, tunnel sources, path MTUs.
+      if (running === null) break;
+      applyLinks(running.engine.services, msg.links);
+      try {
+        running.direct?.update(running.spec, msg.links);
+      } catch (err) {
+        console.error(`tunvs: direct routes not updated: ${errorMessage(err)}`);
       }
       break;
     case "stop":

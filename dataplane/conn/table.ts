@@ -34,6 +34,11 @@ export const ConnFlag = {
   ONE_PACKET: 16,
   /** A template whose timer fired while it still controlled connections: its timeout is now 60 s. */
   TEMPLATE_REARMED: 32,
+  /**
+   * TOA: the real's SYN-ACK has passed and nothing else from it yet, so its socket may still be
+   * created by the client's next segment, which must carry the client's address.
+   */
+  TOA_PENDING: 64,
 } as const;
 
 /** Called for each expiring connection; returns false to keep it (and reschedules it itself). */

@@ -30,6 +30,8 @@ export interface RealStats {
   inBytes: number;
   outPackets: number;
   outBytes: number;
+  /** Persistence templates pointing at the real (ipvsadm's PersistConn). */
+  persistConns: number;
 }
 
 /** A snapshot of the worker's state for the admin endpoint. */
@@ -160,6 +162,7 @@ export class DataplaneRequests {
           inBytes: svc.counter(r, RealCounter.IN_BYTES),
           outPackets: svc.counter(r, RealCounter.OUT_PACKETS),
           outBytes: svc.counter(r, RealCounter.OUT_BYTES),
+          persistConns: svc.persistent[r],
         })),
       })),
     };
