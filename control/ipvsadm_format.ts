@@ -6,6 +6,8 @@
  * (`-S`), the connection entries (`-Lc`), the timeouts, and DPVS's local
  * address listing (`-G`) and forwarding name `FullNat`.
  */
+import type { ConnectionEntry } from "../dataplane/stats/conn_listing.ts";
+import type { TrafficStats } from "../dataplane/stats/service_stats.ts";
 import type { ListFormat } from "./ipvsadm_options.ts";
 import { inetAton, type NameDb } from "./netdb.ts";
 
@@ -15,18 +17,7 @@ export const IPVS_VERSION = "1.2.1";
 export const IPVS_TABLE_SIZE = 4096;
 
 /** Counters and rates of a service or a real (the --stats and --rate columns). */
-export interface Traffic {
-  conns: number;
-  inPkts: number;
-  outPkts: number;
-  inBytes: number;
-  outBytes: number;
-  cps: number;
-  inPps: number;
-  outPps: number;
-  inBps: number;
-  outBps: number;
-}
+export type Traffic = TrafficStats;
 
 /** A real server as the listing shows it. */
 export interface ListedReal {
@@ -64,16 +55,10 @@ export interface ListedService {
 }
 
 /** One connection entry (`-Lc`), addresses as "a.b.c.d:port". */
-export interface ListedConnection {
-  /** "TCP" or "UDP". */
-  protocol: string;
-  /** Seconds left. */
-  expires: number;
-  state: string;
-  client: string;
-  virtual: string;
-  real: string;
-}
+export type ListedConnection = Pick<
+  ConnectionEntry,
+  "protocol" | "expires" | "state" | "client" | "virtual" | "real"
+>;
 
 /** The timeouts `--timeout` shows and `--set` sets, in seconds. */
 export interface ListedTimeouts {

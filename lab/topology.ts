@@ -110,6 +110,20 @@ export async function buildSeed000(lab: Lab, opts: Seed000Options = {}): Promise
   };
 }
 
+/**
+ * Creates the namespaces of a routed topology with IPv6 off (no solicitations reach the TUN),
+ * a director that does not forward until the appliance says so, and a forwarding router.
+ */
+async function addRoutedHosts(lab: Lab, roles: string[]): Promise<void> {
+  for (const role of roles) {
+    await lab.addNamespace(role);
+    await lab.sysctl(role, "net.ipv6.conf.all.disable_ipv6", 1);
+    await lab.sysctl(role, "net.ipv6.conf.default.disable_ipv6", 1);
+  }
+  await lab.sysctl("director", "net.ipv4.ip_forward", 0);
+  await lab.sysctl("router", "net.ipv4.ip_forward", 1);
+}
+
 /** Seed 004's FULLNAT addresses: reals in two other subnets, behind a router. */
 export const SEED004 = {
   vip: "172.10.0.9",
@@ -140,14 +154,7 @@ export interface Seed004 {
  */
 export async function buildSeed004(lab: Lab): Promise<Seed004> {
   const s = SEED004;
-  const roles = ["client", "director", "router", ...s.reals.map((r) => r.name)];
-  for (const role of roles) {
-    await lab.addNamespace(role);
-    await lab.sysctl(role, "net.ipv6.conf.all.disable_ipv6", 1);
-    await lab.sysctl(role, "net.ipv6.conf.default.disable_ipv6", 1);
-  }
-  await lab.sysctl("director", "net.ipv4.ip_forward", 0);
-  await lab.sysctl("router", "net.ipv4.ip_forward", 1);
+  await addRoutedHosts(lab, ["client", "director", "router", ...s.reals.map((r) => r.name)]);
 
   await lab.link("client", "eth0", "director", "up0");
   await lab.addAddress("client", "eth0", `${s.clientAddr}/24`);
@@ -208,14 +215,7 @@ export interface Seed001 {
  */
 export async function buildSeed001(lab: Lab): Promise<Seed001> {
   const s = SEED001;
-  const roles = ["client", "router", "director", ...s.reals.map((r) => r.name)];
-  for (const role of roles) {
-    await lab.addNamespace(role);
-    await lab.sysctl(role, "net.ipv6.conf.all.disable_ipv6", 1);
-    await lab.sysctl(role, "net.ipv6.conf.default.disable_ipv6", 1);
-  }
-  await lab.sysctl("director", "net.ipv4.ip_forward", 0);
-  await lab.sysctl("router", "net.ipv4.ip_forward", 1);
+  await addRoutedHosts(lab, ["client", "router", "director", ...s.reals.map((r) => r.name)]);
 
   await lab.link("client", "eth0", "router", "eth0");
   await lab.addAddress("client", "eth0", `${s.clientAddr}/8`);
@@ -279,14 +279,7 @@ export interface Seed003 {
  */
 export async function buildSeed003Tunnel(lab: Lab): Promise<Seed003> {
   const s = SEED003;
-  const roles = ["client", "router", "director", ...s.reals.map((r) => r.name)];
-  for (const role of roles) {
-    await lab.addNamespace(role);
-    await lab.sysctl(role, "net.ipv6.conf.all.disable_ipv6", 1);
-    await lab.sysctl(role, "net.ipv6.conf.default.disable_ipv6", 1);
-  }
-  await lab.sysctl("director", "net.ipv4.ip_forward", 0);
-  await lab.sysctl("router", "net.ipv4.ip_forward", 1);
+  await addRoutedHosts(lab, ["client", "router", "director", ...s.reals.map((r) => r.name)]);
   await lab.sysctl("router", "net.ipv4.conf.all.rp_filter", 0);
   await lab.sysctl("router", "net.ipv4.conf.default.rp_filter", 0);
 

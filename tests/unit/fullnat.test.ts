@@ -6,12 +6,13 @@
 import assert from "node:assert/strict";
 import { DROP, Engine, EngineCounter } from "../../dataplane/engine.ts";
 import { LOCAL_PORT_MIN } from "../../dataplane/forward/local_ports.ts";
-import { ipDst, ipSrc, PROTO_TCP } from "../../dataplane/wire/ipv4.ts";
+import { ipDst, ipSrc, PROTO_TCP, PROTO_UDP } from "../../dataplane/wire/ipv4.ts";
+import { udpDstPort, udpSrcPort } from "../../dataplane/wire/udp.ts";
 import { TCP_ACK, TCP_SYN, tcpDstPort, tcpSrcPort } from "../../dataplane/wire/tcp.ts";
 import { dataplaneSpec, real, REAL1, service, VIP } from "../fixtures/dataplane_specs.ts";
 import { assertChecksums, feed } from "../fixtures/engine_harness.ts";
 import { addr } from "../fixtures/packets.ts";
-import { tcp } from "../fixtures/packet_builders.ts";
+import { tcp, udp } from "../fixtures/packet_builders.ts";
 
 const CLIENT = addr("172.10.0.100");
 const LOCAL = addr("10.0.3.1");
@@ -80,4 +81,27 @@ Deno.test("a pool of several addresses spreads connections over them", () => {
     sources.add(ipSrc(feed(e, tcp(CLIENT, 40000 + i, VIP, 80, TCP_SYN), 0).pkt, 0));
   }
   assert.deepEqual([...sources].sort(), [LOCAL, second].sort());
+});
+
+Deno.test("FULLNAT carries UDP both ways, checksums intact", () => {
+  const e = new Engine(dataplaneSpec([
+    service("dns", PROTO_UDP, 53, 8053, {
+      forward: "fullnat",
+      localAddresses: [LOCAL],
+      reals: [real(REAL1, 8053)],
+    }),
+  ]));
+  const q = feed(e, udp(CLIENT, 5353, VIP, 53, "query"));
+  assert.notEqual(q.out, DROP);
+  assert.equal(ipSrc(q.pkt, 0), LOCAL);
+  assert.equal(ipDst(q.pkt, 0), REAL1);
+  assert.equal(udpDstPort(q.pkt, 20), 8053);
+  assertChecksums(q.pkt, 0);
+  const answer = feed(e, udp(REAL1, 8053, LOCAL, udpSrcPort(q.pkt, 20), "answer"));
+  assert.notEqual(answer.out, DROP);
+  assert.equal(ipSrc(answer.pkt, 0), VIP);
+  assert.equal(ipDst(answer.pkt, 0), CLIENT);
+  assert.equal(udpSrcPort(answer.pkt, 20), 53);
+  assert.equal(udpDstPort(answer.pkt, 20), 5353);
+  assertChecksums(answer.pkt, 0);
 });
