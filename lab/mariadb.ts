@@ -37,6 +37,9 @@ export async function startMariaDb(
 ): Promise<LabServer> {
   const port = opts.port ?? 3306;
   const dir = await lab.makeTempDir(`${role}-mariadb`);
+  // A temporary directory of its own: bootstraps sharing /tmp trip over each other's temp tables.
+  const tmp = `${dir}/tmp`;
+  await Deno.mkdir(tmp);
   await run([
     "mariadb-install-db",
     "--no-defaults",
@@ -44,6 +47,7 @@ export async function startMariaDb(
     "--user=root",
     "--auth-root-authentication-method=normal",
     "--skip-test-db",
+    `--tmpdir=${tmp}`,
   ]);
   const socket = `${dir}/mysqld.sock`;
   const child = lab.spawn(role, [
@@ -55,6 +59,7 @@ export async function startMariaDb(
     `--port=${port}`,
     "--bind-address=0.0.0.0",
     "--skip-log-bin",
+    `--tmpdir=${tmp}`,
     "--skip-name-resolve",
     "--innodb-buffer-pool-size=16M",
     `--pid-file=${dir}/mysqld.pid`,

@@ -18,14 +18,14 @@ Deno.test({
   const lab = await Lab.create("mysql");
   try {
     const topo = await buildSeed000(lab);
-    await Promise.all(topo.reals.map((real, i) =>
-      startMariaDb(lab, real.name, {
+    for (const [i, real] of topo.reals.entries()) {
+      await startMariaDb(lab, real.name, {
         database: `mariadb${i + 1}`,
         user: "abc",
         password: "123",
         clientAddr: topo.clientAddr,
-      })
-    ));
+      });
+    }
     const config = `${await lab.makeTempDir("config")}/mysql.yaml`;
     await Deno.writeTextFile(
       config,
