@@ -13,6 +13,7 @@ import type { WorkerRequestName, WorkerRequests } from "../dataplane/worker.ts";
 import { parseIpv4Address, PROTO_TCP, PROTO_UDP } from "../dataplane/wire/ipv4.ts";
 import type { ApplianceConfig } from "./config.ts";
 import { DataplaneRequestError } from "./dataplane_handle.ts";
+import { ReloadError, type ReloadResult } from "./reload.ts";
 
 /** Sends one request to the dataplane and resolves with its result. */
 export type DataplaneRequester = <K extends WorkerRequestName>(
@@ -24,7 +25,22 @@ export type DataplaneRequester = <K extends WorkerRequestName>(
 export interface AdminSource {
   config(): ApplianceConfig;
   request: DataplaneRequester;
+  /** Re-reads and applies the configuration file; rejects with ReloadError, changing nothing. */
+  reload?(cut: boolean): Promise<ReloadResult>;
+  /** Sets one real's weight in the running configuration (not written to the file). */
+  setWeight?(service: string, address: string, port: number, weight: number): Promise<ReloadResult>;
 }
+
+/** Body of POST /api/v1/config/reload (optional). */
+const ReloadBody = z.strictObject({
+  cut: z.boolean("must be true or false").optional(),
+}, "must be a JSON object with an optional cut");
+
+/** Body of PUT …/weight. */
+const WeightBody = z.strictObject({
+  weight: z.int("must be an integer 0..65535").min(0, "must be an integer 0..65535")
+    .max(65535, "must be an integer 0..65535"),
+}, "must be a JSON object with weight");
 
 /** An operator's mistake in a request: answered with 400 and the field it concerns. */
 class BadRequest extends Error {
@@ -199,6 +215,55 @@ export function createAdminApp(source: AdminSource): Hono {
     return c.json(await source.request("setTimeouts", t));
   });
 
+  app.post("/api/v1/config/reload", async (c) => {
+    if (source.reload === undefined) return c.json({ error: "reload is not available" }, 501);
+    const text = await c.req.text();
+    let body: unknown = {};
+    if (text.trim() !== "") {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        return fail("", "the body must be JSON: {cut?: boolean}");
+      }
+    }
+    const { cut } = parse(ReloadBody, body);
+    return c.json(await source.reload(cut === true));
+  });
+
+  // In memory only: the change is not written back to appliance.yaml (a reload or restart
+  // returns to the file's weight).
+  app.put("/api/v1/services/:name/reals/:address/:port/weight", async (c) => {
+    if (source.setWeight === undefined) {
+      return c.json({ error: "weight changes are not available" }, 501);
+    }
+    const { name, address, port } = c.req.param();
+    const svc = source.config().services.find((s) => s.name === name);
+    if (svc === undefined) return c.json({ error: `no such service: ${name}` }, 404);
+    const real = /^[0-9]{1,5}$/.test(port)
+      ? svc.reals.find((r) => r.address === address && r.port === Number(port))
+      : undefined;
+    if (real === undefined) {
+      return c.json({ error: `no such real in ${name}: ${address}:${port}` }, 404);
+    }
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      return fail("", "the body must be JSON: {weight}");
+    }
+    const { weight } = parse(WeightBody, body);
+    const result = await source.setWeight(name, real.address, real.port, weight);
+    return c.json({
+      service: name,
+      address: real.address,
+      port: real.port,
+      weight,
+      persisted: false,
+      note: "in memory only: appliance.yaml is unchanged; a reload or restart restores its weight",
+      result,
+    });
+  });
+
   app.notFound((c) => c.json({ error: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404));
   app.onError((err, c) => {
     if (err instanceof BadRequest) {
@@ -208,6 +273,7 @@ export function createAdminApp(source: AdminSource): Hono {
       return c.json(body, 400);
     }
     if (err instanceof DataplaneRequestError) return c.json({ error: err.message }, 400);
+    if (err instanceof ReloadError) return c.json({ error: err.message }, 422);
     return c.json({ error: err.message }, 500);
   });
   return app;

@@ -20,6 +20,8 @@ import { SCHEDULER_NAMES, type SchedulerName } from "../dataplane/sched/registry
 import { FORWARD_METHODS as FORWARD_METHOD_NAMES, type ForwardName } from "../dataplane/service.ts";
 import { MAX_TIMEOUT_SECONDS } from "../dataplane/stats/requests.ts";
 import { parseIpv4Address } from "../dataplane/wire/ipv4.ts";
+import { healthCheckProblems, resolveHealthCheck } from "./health/settings.ts";
+import { HEALTH_CHECK_TYPES, type HealthCheckConfig } from "./health/types.ts";
 
 /** Config file read when no path is given on the command line. */
 export const DEFAULT_CONFIG_PATH = "appliance.yaml";
@@ -77,6 +79,8 @@ export interface RealConfig {
   upperThreshold: number;
   /** ipvsadm -y: new connections again below this many (0 = below 3/4 of the upper). */
   lowerThreshold: number;
+  /** Present when the service or the real has `health_check:`: the real's effective check. */
+  healthCheck?: HealthCheckConfig;
 }
 
 /** Scheduler flags, as ipvsadm -b spells them; each belongs to one scheduler. */
@@ -116,6 +120,16 @@ export interface ServiceConfig {
   /** Present, and true, with `toa: true` (FULLNAT over TCP): the client's address as a TCP option. */
   toa?: true;
   reals: RealConfig[];
+  /** Present when the service has `health_check:` (each real's effective one is on the real). */
+  healthCheck?: HealthCheckConfig;
+  /** Present, and true, when failed reals keep weight 0 instead of leaving (keepalived). */
+  inhibitOnFailure?: true;
+  /** Takes new connections when every real is down; port 0 follows the client's port. */
+  sorryServer?: { address: string; port: number };
+  /** Present when set: live weight needed for the service to be up (keepalived; default 1). */
+  quorum?: number;
+  /** Present when set: slack around quorum before the service state flips (default 0). */
+  hysteresis?: number;
 }
 
 /** The whole validated appliance configuration, with every default filled in. */
@@ -341,12 +355,70 @@ const interfaceName = checkedString("an interface name", interfaceNameProblem);
 
 const timeoutSeconds = (fallback: number) => intInRange(1, MAX_TIMEOUT_SECONDS).default(fallback);
 
+function secondsInRange(min: number, max: number) {
+  const message = requiredOr((input) =>
+    `must be a number of seconds from ${min} to ${max} (got ${describe(input)}${quoteHint(input)})`
+  );
+  return z.number({ error: message }).refine((n) => n >= min && n <= max, { error: message });
+}
+
+const checkFlag = z.boolean({
+  error: (iss) => `must be true or false (got ${describe(iss.input)})`,
+});
+
+function nullableText(what: string) {
+  return z.string({ error: (iss) => `must be ${what} or null (got ${describe(iss.input)})` })
+    .nullable();
+}
+
+/** keepalived's delay_loop, connect_timeout, retry... with every key optional: a real's block
+ * overrides its service's key by key, and defaults are filled after merging. */
+const healthCheckSchema = strictMap({
+  type: z.enum(HEALTH_CHECK_TYPES).optional(),
+  interval: secondsInRange(0.1, 86400).optional(),
+  timeout: secondsInRange(0.1, 3600).optional(),
+  retry: intInRange(0, 100).optional(),
+  delay_before_retry: secondsInRange(0, 3600).optional(),
+  rise: intInRange(1, 100).optional(),
+  fall: intInRange(1, 100).optional(),
+  alpha: checkFlag.optional(),
+  port: intInRange(1, 65535).optional(),
+  http: strictMap({
+    method: z.string({ error: (iss) => `must be an HTTP method (got ${describe(iss.input)})` })
+      .regex(/^[A-Z]+$/, { error: "must be an upper-case HTTP method such as GET or HEAD" })
+      .optional(),
+    path: z.string({ error: (iss) => `must be a path (got ${describe(iss.input)})` })
+      .regex(/^\/\S*$/, { error: 'must start with "/" and contain no whitespace' }).optional(),
+    status: z.array(intInRange(100, 599)).min(1, { error: "must list at least one status" })
+      .optional(),
+    digest: nullableText("an MD5 digest (32 hex digits)")
+      .refine((d) => d === null || /^[0-9a-fA-F]{32}$/.test(d), {
+        error: "must be an MD5 digest: 32 hex digits, as keepalived's genhash prints",
+      }).optional(),
+    substring: nullableText("text").optional(),
+    host: nullableText("a host name").optional(),
+  }).optional(),
+  udp: strictMap({
+    payload: z.string({ error: (iss) => `must be text (got ${describe(iss.input)})` }).optional(),
+    expect: nullableText("text").optional(),
+  }).optional(),
+  exec: strictMap({
+    command: z.union([
+      z.string({ error: (iss) => `must be a command line (got ${describe(iss.input)})` }),
+      z.array(z.string({ error: (iss) => `must be text (got ${describe(iss.input)})` })),
+    ], { error: (iss) => `must be a command line or a list of words (got ${describe(iss.input)})` })
+      .optional(),
+    dynamic: checkFlag.optional(),
+  }).optional(),
+});
+
 const realSchema = strictMap({
   address: checkedString("an IPv4 address", unicastIpv4Problem),
   port: intInRange(1, 65535).optional(),
   weight: intInRange(0, 65535).default(CONFIG_DEFAULTS.weight),
   upper_threshold: intInRange(0, MAX_THRESHOLD).default(0),
   lower_threshold: intInRange(0, MAX_THRESHOLD).default(0),
+  health_check: healthCheckSchema.optional(),
 });
 
 /** A service port: 1..65535, or 0 (any port), which the semantic pass allows with persistence only. */
@@ -391,6 +463,14 @@ const serviceSchema = strictMap({
     error: (iss) => `must be true or false (got ${describe(iss.input)})`,
   }).optional(),
   reals: z.array(realSchema).default([]),
+  health_check: healthCheckSchema.optional(),
+  inhibit_on_failure: checkFlag.optional(),
+  sorry_server: strictMap({
+    address: checkedString("an IPv4 address", unicastIpv4Problem),
+    port: intInRange(1, 65535).optional(),
+  }).optional(),
+  quorum: intInRange(1, 0xffffffff).optional(),
+  hysteresis: intInRange(0, 0xffffffff).optional(),
 });
 
 const configSchema = strictMap({
@@ -645,6 +725,25 @@ function portIssues(
   claims.set(key, [...earlier, ...own]);
 }
 
+/** Health-check rules across a service's block and its reals' overrides. */
+function healthCheckIssues(svc: Record<string, unknown>, i: number, issues: RawIssue[]): void {
+  const report = (problems: ReturnType<typeof healthCheckProblems>, realIndex?: number) => {
+    for (const p of problems) {
+      const base: PathSegment[] = p.block === "real" && realIndex !== undefined
+        ? ["services", i, "reals", realIndex, "health_check"]
+        : ["services", i, "health_check"];
+      issues.push({ path: [...base, ...p.path], message: p.message });
+    }
+  };
+  report(healthCheckProblems(svc.health_check, undefined));
+  if (!Array.isArray(svc.reals)) return;
+  svc.reals.forEach((entry, j) => {
+    const real = asRecord(entry);
+    if (real?.health_check === undefined) return;
+    report(healthCheckProblems(svc.health_check, real.health_check), j);
+  });
+}
+
 function semanticIssues(raw: unknown): RawIssue[] {
   const issues: RawIssue[] = [];
   const root = asRecord(raw);
@@ -719,6 +818,7 @@ function semanticIssues(raw: unknown): RawIssue[] {
       } else byEndpoint.set(key, i);
     }
     portIssues(svc, i, claims, issues);
+    healthCheckIssues(svc, i, issues);
     if (Array.isArray(svc.scheduler_flags)) {
       const scheduler = svc.scheduler ?? CONFIG_DEFAULTS.scheduler;
       svc.scheduler_flags.forEach((flag, j) => {
@@ -829,13 +929,26 @@ function toModel(out: SchemaOutput): ApplianceConfig {
           ? [...(s.local_addresses ?? out.local_addresses)]
           : [],
         ...(s.toa === true ? { toa: true as const } : {}),
-        reals: s.reals.map((r) => ({
-          address: r.address,
-          port: r.port ?? realDefaultPort,
-          weight: r.weight,
-          upperThreshold: r.upper_threshold,
-          lowerThreshold: r.lower_threshold,
-        })),
+        reals: s.reals.map((r) => {
+          const healthCheck = resolveHealthCheck(s.health_check, r.health_check);
+          return {
+            address: r.address,
+            port: r.port ?? realDefaultPort,
+            weight: r.weight,
+            upperThreshold: r.upper_threshold,
+            lowerThreshold: r.lower_threshold,
+            ...(healthCheck === undefined ? {} : { healthCheck }),
+          };
+        }),
+        ...(s.health_check === undefined
+          ? {}
+          : { healthCheck: resolveHealthCheck(s.health_check, undefined) }),
+        ...(s.inhibit_on_failure === true ? { inhibitOnFailure: true as const } : {}),
+        ...(s.sorry_server === undefined ? {} : {
+          sorryServer: { address: s.sorry_server.address, port: s.sorry_server.port ?? port },
+        }),
+        ...(s.quorum === undefined ? {} : { quorum: s.quorum }),
+        ...(s.hysteresis === undefined ? {} : { hysteresis: s.hysteresis }),
       };
     }),
   };

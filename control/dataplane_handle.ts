@@ -5,6 +5,7 @@
 import type { RealLink } from "../dataplane/direct_routes.ts";
 import type { DataplaneSpec } from "../dataplane/service.ts";
 import type {
+  ApplyResult,
   FromWorker,
   ToWorker,
   WorkerRequestName,
@@ -106,6 +107,14 @@ export class DataplaneHandle {
   /** Asks the worker for a snapshot of its counters and connections. */
   stats(timeoutMs = 2000): Promise<WorkerStats> {
     return this.request("stats", {}, timeoutMs);
+  }
+
+  /**
+   * Makes the worker take `spec` without dropping established connections; connections of
+   * removed reals drain, or are removed at once with `cut`.
+   */
+  apply(spec: DataplaneSpec, cut = false, timeoutMs = 10_000): Promise<ApplyResult> {
+    return this.request("apply", { spec, cut }, timeoutMs);
   }
 
   /** Hands the worker re-resolved tunnel and DR links (per service, per real). */

@@ -66,6 +66,18 @@ export class DirectRoutes implements DirectSender {
     }
   }
 
+  /**
+   * Takes the routes of a new spec (after a reload). Removed reals still draining have none:
+   * their packets are refused and counted, as a real without a route.
+   */
+  replace(spec: DataplaneSpec): void {
+    const next = spec.services.map((s) =>
+      s.reals.map((r) => s.forward === "dr" ? sockaddrFor(s.name, r) : null)
+    );
+    this.#addresses.length = 0;
+    this.#addresses.push(...next);
+  }
+
   /** Replaces the route of every DR real that `links` (per service, per real) names. */
   update(spec: DataplaneSpec, links: RealLink[][]): void {
     spec.services.forEach((s, i) => {

@@ -13,6 +13,7 @@ import {
   type Timeouts,
 } from "./conn/state.ts";
 import { FragmentTable } from "./conn/fragment_table.ts";
+import { type ApplyOptions, type ApplyResult, applySpec } from "./apply.ts";
 import { NO_ROOM, Persistence } from "./conn/persistence.ts";
 import {
   icmpErrorToClient,
@@ -278,6 +279,16 @@ export class Engine {
   setTimeouts(t: Timeouts): void {
     this.#timeouts = stateTimeouts(t);
     this.#operatorTimeouts = { ...t };
+  }
+
+  /**
+   * Takes a new specification without dropping established connections (hot reload, weight
+   * changes): see `applySpec`. Throws, changing nothing, when `spec` does not compile.
+   */
+  apply(spec: DataplaneSpec, options: ApplyOptions = {}): ApplyResult {
+    const result = applySpec(this, spec, options);
+    this.counters[C.CONNECTIONS_EXPIRED] += result.connections.cut;
+    return result;
   }
 
   /** Name of connection state `s`. */
@@ -705,7 +716,7 @@ export class Engine {
     }
     const svc = this.services.services[this.conns.service[id]];
     const real = this.conns.real[id];
-    if (svc === undefined || svc.forwardKind < Forward.TUNNEL || real >= svc.count) {
+    if (svc === undefined || svc.forwardKind < Forward.TUNNEL || real >= svc.addr.length) {
       return UNTRACKED;
     }
     const out = this.#bypass(b, off, l4, PROTO_ICMP, 0, total, svc, real, false);
@@ -779,13 +790,13 @@ export class Engine {
     const svc = this.services.services[f.service[slot]];
     const real = f.real[slot];
     // The datagram was counted as one packet with its first fragment; its bytes add up here.
-    if (svc !== undefined && real < svc.count) {
+    if (svc !== undefined && real < svc.addr.length) {
       svc.count1(real, f.reply[slot] ? RealCounter.OUT_BYTES : RealCounter.IN_BYTES, total);
     }
     f.account(slot, ipFragmentOffset(b, off), bytes, !ipMoreFragments(b, off));
     this.counters[C.FRAGMENTS_TRANSLATED]++;
     // A tunnel or DR datagram's fragments go the way its first went.
-    if (svc !== undefined && real < svc.count && svc.forwardKind >= Forward.TUNNEL) {
+    if (svc !== undefined && real < svc.addr.length && svc.forwardKind >= Forward.TUNNEL) {
       return this.#bypass(b, off, off + ipHeaderLength(b, off), proto, 0, total, svc, real, false);
     }
     return total;

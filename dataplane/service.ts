@@ -124,6 +124,7 @@ const REAL_COUNTERS = 5;
 
 /** A compiled service: its spec, scheduler and the reals as typed arrays. */
 export class Service implements RealSet {
+  /** Reals the scheduler sees; slots from here to `addr.length` hold draining removed reals. */
   readonly count: number;
   readonly addr: Uint32Array;
   readonly port: Uint16Array;
@@ -160,18 +161,28 @@ export class Service implements RealSet {
   readonly toa: boolean;
   readonly scheduler: Scheduler;
 
-  /** Compiles `spec` (the index is the service's position in its table). */
-  constructor(readonly spec: ServiceSpec, readonly index: number) {
-    const n = spec.reals.length;
-    this.count = n;
-    this.addr = Uint32Array.from(spec.reals, (r) => r.addr);
-    this.port = Uint16Array.from(spec.reals, (r) => r.port);
-    this.weight = Int32Array.from(spec.reals, (r) => r.weight);
+  /**
+   * Compiles `spec` (the index is the service's position in its table). `gone` are reals a
+   * reload removed whose connections drain: they get slots after the `count` reals the
+   * scheduler sees, so those connections keep counting and translating while nothing new
+   * reaches them.
+   */
+  constructor(
+    readonly spec: ServiceSpec,
+    readonly index: number,
+    readonly gone: readonly RealSpec[] = [],
+  ) {
+    this.count = spec.reals.length;
+    const reals = gone.length === 0 ? spec.reals : [...spec.reals, ...gone];
+    const n = reals.length;
+    this.addr = Uint32Array.from(reals, (r) => r.addr);
+    this.port = Uint16Array.from(reals, (r) => r.port);
+    this.weight = Int32Array.from(reals, (r, i) => i < this.count ? r.weight : 0);
     this.active = new Int32Array(n);
     this.inactive = new Int32Array(n);
     this.overloaded = new Uint8Array(n);
-    this.upperThreshold = Int32Array.from(spec.reals, (r) => r.upperThreshold);
-    this.lowerThreshold = Int32Array.from(spec.reals, (r) => r.lowerThreshold);
+    this.upperThreshold = Int32Array.from(reals, (r) => r.upperThreshold);
+    this.lowerThreshold = Int32Array.from(reals, (r) => r.lowerThreshold);
     this.counters = new Float64Array(n * REAL_COUNTERS);
     this.persistent = new Int32Array(n);
     this.persistTimeoutMs = spec.persistence?.timeoutMs ?? 0;
@@ -186,9 +197,9 @@ export class Service implements RealSet {
     if (this.forwardKind === Forward.FULLNAT && this.localAddresses.length === 0) {
       throw new RangeError(`service ${spec.name}: FULLNAT needs local addresses`);
     }
-    this.tunnelSource = Uint32Array.from(spec.reals, (r) => r.tunnelSource ?? 0);
+    this.tunnelSource = Uint32Array.from(reals, (r) => r.tunnelSource ?? 0);
     const tunnel = this.forwardKind === Forward.TUNNEL;
-    this.mtu = Int32Array.from(spec.reals, (r) => r.mtu ?? (tunnel ? DEFAULT_TUNNEL_MTU : 0));
+    this.mtu = Int32Array.from(reals, (r) => r.mtu ?? (tunnel ? DEFAULT_TUNNEL_MTU : 0));
     if (this.forwardKind >= Forward.TUNNEL) checkBypassReals(spec, tunnel);
     this.toa = spec.toa === true && this.forwardKind === Forward.FULLNAT &&
       spec.protocol === PROTO_TCP;
@@ -232,6 +243,14 @@ export class Service implements RealSet {
 
 const EMPTY = -1;
 
+/** A service a reload removed, kept (with no reals to schedule) while its connections drain. */
+export interface HiddenService {
+  /** Its former spec, with `reals` empty. */
+  spec: ServiceSpec;
+  /** Its reals that still have connections or templates. */
+  gone: RealSpec[];
+}
+
 /** Ranges up to this many ports go into the exact index port by port; longer ones are scanned. */
 const EXPAND_MAX_PORTS = 64;
 
@@ -269,14 +288,30 @@ export class ServiceTable {
   readonly #rangeLast: Uint16Array;
   readonly #rangeService: Int32Array;
 
-  /** Compiles every service of `specs`; throws RangeError for a spec no packet could use. */
-  constructor(specs: ServiceSpec[]) {
+  /** How many of `services` packets can match; the rest are kept only for draining connections. */
+  readonly visibleCount: number;
+
+  /**
+   * Compiles every service of `specs`; throws RangeError for a spec no packet could use. A
+   * reload passes the removed reals still draining per service (`gone`, by index of `specs`) and
+   * the removed services still draining (`hidden`, placed after `specs`, matched by no packet).
+   */
+  constructor(
+    specs: ServiceSpec[],
+    gone: readonly RealSpec[][] = [],
+    hidden: HiddenService[] = [],
+  ) {
     specs.forEach(checkPorts);
-    this.services = specs.map((s, i) => new Service(s, i));
+    this.visibleCount = specs.length;
+    this.services = specs.map((s, i) => new Service(s, i, gone[i]));
+    for (const h of hidden) {
+      this.services.push(new Service(h.spec, this.services.length, h.gone));
+    }
+    const visible = this.services.slice(0, specs.length);
     const exact: PortEntry[] = [];
     const ranges: PortEntry[] = [];
     const anyPort: PortEntry[] = [];
-    for (const svc of this.services) {
+    for (const svc of visible) {
       const { protocol, vip, port, ports } = svc.spec;
       const entry = (first: number, last: number) => ({
         protocol,
@@ -331,7 +366,7 @@ export class ServiceTable {
     this.#rangeLast = new Uint16Array(scanned.length);
     this.#rangeService = new Int32Array(scanned.length);
     let next = 0;
-    for (const svc of this.services) {
+    for (const svc of visible) {
       const vip = svc.spec.vip;
       let v = mix(vip) & this.#vipMask;
       while (this.#vipUsed[v] && this.#vips[v] !== vip) v = (v + 1) & this.#vipMask;

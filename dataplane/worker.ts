@@ -11,6 +11,7 @@ import { DataplaneRequests, type WorkerRequestName } from "./stats/requests.ts";
 import { strerror } from "./libc.ts";
 import { PacketBatch, TunDevice } from "./tun.ts";
 
+export type { ApplyResult } from "./apply.ts";
 export type {
   RealStats,
   WorkerRequestName,
@@ -128,7 +129,19 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
         const direct = DirectRoutes.open(msg.spec);
         const engine = new Engine(msg.spec, direct ?? undefined);
         running = { spec: msg.spec, engine, direct };
-        requests = new DataplaneRequests(engine);
+        requests = new DataplaneRequests(engine, {
+          check: (spec) => {
+            // The packet socket is opened at start only, for a spec with DR services.
+            if (direct === null && spec.services.some((s) => s.forward === "dr")) {
+              throw new RangeError("direct routing added by a reload needs a restart");
+            }
+          },
+          applied: (spec) => {
+            if (running === null) return;
+            running.spec = spec;
+            running.direct?.replace(spec);
+          },
+        });
         post({ type: "started" });
         run(tun, engine, requests).then(
           () => {

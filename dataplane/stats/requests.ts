@@ -4,9 +4,10 @@
  * and result (`WorkerRequests`). Kept out of the worker module so that tests
  * drive it against an engine directly.
  */
+import type { ApplyResult } from "../apply.ts";
 import type { Timeouts } from "../conn/state.ts";
 import { type Engine, ENGINE_COUNTER_NAMES } from "../engine.ts";
-import { RealCounter, type ServiceTable } from "../service.ts";
+import { type DataplaneSpec, RealCounter, type ServiceTable } from "../service.ts";
 import {
   type ConnectionPage,
   type ConnectionQuery,
@@ -63,6 +64,19 @@ export interface WorkerRequests {
   getTimeouts: { params: Record<string, never>; result: Timeouts };
   /** Changes some timeouts (`ipvsadm --set`); answers with those now in force. */
   setTimeouts: { params: Partial<Timeouts>; result: Timeouts };
+  /**
+   * Takes a new spec, keeping established connections; those of removed reals drain unless
+   * `cut` (hot reload, weight changes).
+   */
+  apply: { params: { spec: DataplaneSpec; cut?: boolean }; result: ApplyResult };
+}
+
+/** What the worker does around an `apply` besides the engine's part. */
+export interface ApplyHooks {
+  /** Throws to refuse `spec` before anything changes. */
+  check?(spec: DataplaneSpec): void;
+  /** Called once the engine runs `spec`. */
+  applied?(spec: DataplaneSpec): void;
 }
 
 /** Name of a request a worker answers. */
@@ -75,7 +89,7 @@ export class DataplaneRequests {
   #traffic: ServiceStats;
 
   /** Serves requests about `engine`; rates start from its counters now. */
-  constructor(readonly engine: Engine) {
+  constructor(readonly engine: Engine, readonly hooks: ApplyHooks = {}) {
     this.#traffic = new ServiceStats(engine.services);
   }
 
@@ -126,6 +140,16 @@ export class DataplaneRequests {
           udp: validTimeout("udp", p.udp) ?? current.udp,
         });
         return e.timeouts;
+      }
+      case "apply": {
+        const p = (params ?? {}) as WorkerRequests["apply"]["params"];
+        if (typeof p.spec !== "object" || p.spec === null || !Array.isArray(p.spec.services)) {
+          throw new RangeError("apply needs a spec");
+        }
+        this.hooks.check?.(p.spec);
+        const result = e.apply(p.spec, { cut: p.cut === true });
+        this.hooks.applied?.(p.spec);
+        return result;
       }
       default:
         throw new RangeError(`unknown request: ${String(name)}`);

@@ -186,7 +186,7 @@ Deno.test("unknown key points at the key and lists the allowed keys", () => {
   assert.equal(where(nested), "5:34 services[0].reals[0].wieght");
   assert.match(
     nested.message,
-    /^unknown key "wieght"; allowed keys: address, port, weight, upper_threshold, lower_threshold$/,
+    /^unknown key "wieght"; allowed keys: address, port, weight, upper_threshold, lower_threshold, health_check$/,
   );
 
   const odd = onlyIssue('"my key": 1\nservices: []\n');
