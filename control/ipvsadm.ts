@@ -15,6 +15,7 @@ import {
   IpvsadmExit,
   type ListFormat,
   parseIpvsadm,
+  PLAIN_FORMAT,
   restoreLineArgs,
   type ServiceArg,
   tryHelp,
@@ -416,18 +417,6 @@ function refusal(command: CommandName): string {
 
 /** The status ipvsadm exits with when the kernel refuses an operation (its -1). */
 const OPERATION_FAILED = 255;
-
-/** The listing format when none is asked for (plain `ipvsadm`). */
-const PLAIN_FORMAT: ListFormat = {
-  numeric: false,
-  stats: false,
-  rate: false,
-  thresholds: false,
-  persistentConn: false,
-  tunInfo: false,
-  nosort: false,
-  exact: false,
-};
 
 /** Output being gathered for one run. */
 interface Output {

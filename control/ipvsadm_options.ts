@@ -242,6 +242,18 @@ export interface ListFormat {
 }
 
 /** One parsed ipvsadm invocation. Fields are set when their options were given. */
+/** The listing format when no option asks for more (plain `ipvsadm`). */
+export const PLAIN_FORMAT: Readonly<ListFormat> = {
+  numeric: false,
+  stats: false,
+  rate: false,
+  thresholds: false,
+  persistentConn: false,
+  tunInfo: false,
+  nosort: false,
+  exact: false,
+};
+
 export interface Invocation {
   command: CommandName;
   /** The options given, by class. */
@@ -572,16 +584,7 @@ function emptyInvocation(command: CommandName): Invocation {
   return {
     command,
     options: new Set(),
-    format: {
-      numeric: false,
-      stats: false,
-      rate: false,
-      thresholds: false,
-      persistentConn: false,
-      tunInfo: false,
-      nosort: false,
-      exact: false,
-    },
+    format: { ...PLAIN_FORMAT },
     forward: "route",
     weight: 1,
     onePacket: false,
