@@ -13,7 +13,6 @@ import {
   type CommandName,
   type Invocation,
   IpvsadmExit,
-  type ListFormat,
   parseIpvsadm,
   PLAIN_FORMAT,
   restoreLineArgs,
