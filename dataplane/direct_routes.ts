@@ -40,9 +40,7 @@ export class DirectRoutes implements DirectSender {
   #closed = false;
 
   private constructor(readonly fd: number, spec: DataplaneSpec) {
-    this.#addresses = spec.services.map((s) =>
-      s.reals.map((r) => s.forward === "dr" ? sockaddrFor(s.name, r) : null)
-    );
+    this.#addresses = routesOf(spec);
   }
 
   /** Opens the socket when `spec` has a DR service; null when it has none. */
@@ -71,11 +69,8 @@ export class DirectRoutes implements DirectSender {
    * their packets are refused and counted, as a real without a route.
    */
   replace(spec: DataplaneSpec): void {
-    const next = spec.services.map((s) =>
-      s.reals.map((r) => s.forward === "dr" ? sockaddrFor(s.name, r) : null)
-    );
     this.#addresses.length = 0;
-    this.#addresses.push(...next);
+    this.#addresses.push(...routesOf(spec));
   }
 
   /** Replaces the route of every DR real that `links` (per service, per real) names. */
@@ -149,6 +144,13 @@ function sockaddrFor(service: string, r: RealSpec): Uint8Array<ArrayBuffer> {
   const sll = new Uint8Array(SOCKADDR_LL_SIZE);
   fillSockaddrLl(sll, r.ifindex, mac);
   return sll;
+}
+
+/** A sockaddr_ll per DR real of `spec`, by service and real; null for other reals. */
+function routesOf(spec: DataplaneSpec): (Uint8Array<ArrayBuffer> | null)[][] {
+  return spec.services.map((s) =>
+    s.reals.map((r) => s.forward === "dr" ? sockaddrFor(s.name, r) : null)
+  );
 }
 
 /** Writes re-resolved tunnel sources and MTUs (per service, per real) into the engine's services. */

@@ -179,12 +179,6 @@ export class TunDevice {
     return { written, failed };
   }
 
-  /** Writes one packet from `bytes` (control-rate traffic such as replies the engine makes). */
-  writePacket(bytes: Uint8Array): boolean {
-    const p = Deno.UnsafePointer.of(bytes as Uint8Array<ArrayBuffer>);
-    return p !== null && libc().write(this.fd, p, size(bytes.length)) === bytes.length;
-  }
-
   /** Waits off-thread until a packet is readable or `timeoutMs` passes. */
   async waitReadable(timeoutMs: number): Promise<boolean> {
     const r = await libc().poll(this.#pollfd, 1n, timeoutMs);

@@ -274,11 +274,9 @@ export class ConnTable {
     this.#schedule(id, now);
   }
 
-  /** Calls `visit` for each live connection (control-rate: listings, shutdown). */
+  /** Calls `visit` for each live connection (control-rate: it walks the whole table). */
   forEach(visit: (id: number) => void): void {
-    for (let slot = 0; slot < WHEEL_SLOTS; slot++) {
-      for (let id = this.#wheelHead[slot]; id !== NIL; id = this.#wheelNext[id]) visit(id);
-    }
+    for (let id = 0; id < this.capacity; id++) if (this.live[id] === 1) visit(id);
   }
 
   #hash(proto: number, src: number, sport: number, dst: number, dport: number): number {

@@ -3,8 +3,11 @@
  * files for the appliance, and running it around a test body.
  */
 import assert from "node:assert/strict";
+import type { ConnectionEntry } from "../../dataplane/stats/conn_listing.ts";
 import { type ApplianceProcess, startAppliance } from "../../lab/appliance.ts";
 import type { Lab } from "../../lab/netns.ts";
+import { curl } from "../../lab/servers.ts";
+import { prng } from "../fixtures/prng.ts";
 import { needsRoot } from "./root.ts";
 
 /** Deno.test options for a namespace test: skipped without root; processes outlive steps. */
@@ -20,7 +23,8 @@ export interface ServiceDef {
   scheduler: string;
   /** Further YAML lines of the service, e.g. "port: 80" or "persistence: { timeout: 10 }". */
   settings: string[];
-  reals: { address: string; port?: number; weight?: number }[];
+  /** `extra`: further flow-map fields of the real, e.g. "upper_threshold: 100". */
+  reals: { address: string; port?: number; weight?: number; extra?: string }[];
 }
 
 /** Writes `dir`/`name`.yaml with `services` (and any top-level `header` lines); returns its path. */
@@ -43,6 +47,7 @@ export async function writeConfig(
         const fields = [`address: ${r.address}`];
         if (r.port !== undefined) fields.push(`port: ${r.port}`);
         if (r.weight !== undefined) fields.push(`weight: ${r.weight}`);
+        if (r.extra !== undefined) fields.push(r.extra);
         return `      - { ${fields.join(", ")} }`;
       }),
     );
@@ -71,4 +76,83 @@ export async function withAppliance(
     const { code } = await app.stop();
     assert.equal(code, 0, `appliance exit code\n${app.logs()}`);
   }
+}
+
+/** The hex SHA-256 of `bytes`. */
+export async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Reproducible, incompressible bytes (size a multiple of 4) for transfers that must arrive intact. */
+export function randomBytes(size: number, seed: number): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(size);
+  const next = prng(seed);
+  const words = new Uint32Array(bytes.buffer);
+  for (let i = 0; i < words.length; i++) words[i] = next();
+  return bytes;
+}
+
+/** Downloads `url` with curl inside `role` and returns the SHA-256 of what arrived. */
+export async function downloadDigest(
+  lab: Lab,
+  role: string,
+  url: string,
+  timeoutSec = 120,
+): Promise<string> {
+  const r = await lab.exec(role, [
+    "sh",
+    "-c",
+    `curl -sS --fail -m ${timeoutSec} ${url} | sha256sum`,
+  ]);
+  return r.stdout.split(" ")[0];
+}
+
+/**
+ * Requests `url` `n` times from `role` and returns who answered each: the first word of the
+ * body, as the lab's HTTP servers name themselves first. Every request must get a 200.
+ */
+export async function whoAnswers(
+  lab: Lab,
+  role: string,
+  url: string,
+  n: number,
+  extraArgs: string[] = [],
+): Promise<string[]> {
+  const answers: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = await curl(lab, role, url, { timeoutSec: 5, extraArgs });
+    assert.equal(r.code, 200, `request ${i + 1} to ${url}: ${r.stderr}`);
+    answers.push(r.body.trim().split(" ")[0]);
+  }
+  return answers;
+}
+
+/** The appliance's connection listing (`ipvsadm -Lnc`), one page of up to `limit`. */
+export async function listConnections(
+  app: ApplianceProcess,
+  query = "",
+  limit = 1000,
+): Promise<ConnectionEntry[]> {
+  const page = await app.api(`/api/v1/connections?limit=${limit}${query ? `&${query}` : ""}`);
+  return (page as { connections: ConnectionEntry[] }).connections;
+}
+
+/** What the tests read of `GET /api/v1/services`. */
+export interface ServicesView {
+  services: {
+    name: string;
+    reals: {
+      address: string;
+      forward: string;
+      connections: number;
+      activeConns: number;
+      inactiveConns: number;
+      inPackets: number;
+      outPackets: number;
+      outBytes: number;
+    }[];
+  }[];
+  connectionsByState: Record<string, number>;
+  counters: Record<string, number>;
 }

@@ -9,7 +9,7 @@ import { REPO_ROOT, startAppliance } from "../../lab/appliance.ts";
 import { Lab, pollUntil, type RunResult } from "../../lab/netns.ts";
 import { curl, startHttpServer } from "../../lab/servers.ts";
 import { buildSeed000 } from "../../lab/topology.ts";
-import { e2eOptions } from "./harness.ts";
+import { e2eOptions, writeConfig } from "./harness.ts";
 
 const opts = e2eOptions("ipvsadm tests");
 
@@ -23,30 +23,25 @@ Deno.test(
       const topo = await buildSeed000(lab);
       const [web01, web02] = topo.reals;
       for (const real of topo.reals) await startHttpServer(lab, real.name, { port: 80 });
-      const config = `${await lab.makeTempDir("configs")}/ipvsadm.yaml`;
-      await Deno.writeTextFile(
-        config,
-        [
-          "timeouts: { tcp: 900, tcpfin: 120, udp: 300 }",
-          "services:",
-          "  - name: web",
-          `    vip: ${topo.vip}`,
-          "    port: 80",
-          "    scheduler: rr",
-          "    reals:",
-          `      - { address: ${web01.addr}, port: 80, upper_threshold: 100 }`,
-          `      - { address: ${web02.addr}, port: 80 }`,
-          "  - name: dns",
-          "    protocol: udp",
-          `    vip: ${topo.vip}`,
-          "    port: 53",
-          "    scheduler: wrr",
-          "    persistence: { timeout: 360, netmask: 255.255.255.0 }",
-          "    reals:",
-          `      - { address: ${web01.addr}, port: 53, weight: 2 }`,
-          "",
-        ].join("\n"),
-      );
+      const config = await writeConfig(await lab.makeTempDir("configs"), "ipvsadm", [
+        {
+          vip: topo.vip,
+          scheduler: "rr",
+          settings: ["port: 80"],
+          reals: [
+            { address: web01.addr, port: 80, extra: "upper_threshold: 100" },
+            { address: web02.addr, port: 80 },
+          ],
+        },
+        {
+          name: "dns",
+          protocol: "udp",
+          vip: topo.vip,
+          scheduler: "wrr",
+          settings: ["port: 53", "persistence: { timeout: 360, netmask: 255.255.255.0 }"],
+          reals: [{ address: web01.addr, port: 53, weight: 2 }],
+        },
+      ], ["timeouts: { tcp: 900, tcpfin: 120, udp: 300 }"]);
       const app = await startAppliance(lab, "director", config);
       /** `deno run -A mod.ts ipvsadm ARGS` in the director's namespace. */
       const ipvsadm = (args: string[], env: Record<string, string> = { TUNVS_ADMIN: app.admin }) =>

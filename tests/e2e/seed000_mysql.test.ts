@@ -8,7 +8,7 @@ import { startAppliance } from "../../lab/appliance.ts";
 import { mariaDbInstalled, startMariaDb } from "../../lab/mariadb.ts";
 import { Lab } from "../../lab/netns.ts";
 import { buildSeed000 } from "../../lab/topology.ts";
-import { e2eOptions } from "./harness.ts";
+import { e2eOptions, writeConfig } from "./harness.ts";
 
 Deno.test({
   name: "seed 000: mysql through the VIP logs in with the client's own address, rr alternates",
@@ -26,20 +26,13 @@ Deno.test({
         clientAddr: topo.clientAddr,
       });
     }
-    const config = `${await lab.makeTempDir("config")}/mysql.yaml`;
-    await Deno.writeTextFile(
-      config,
-      [
-        "services:",
-        "  - name: mysql",
-        `    vip: ${topo.vip}`,
-        "    port: 3306",
-        "    scheduler: rr",
-        "    reals:",
-        ...topo.reals.map((r) => `      - { address: ${r.addr} }`),
-        "",
-      ].join("\n"),
-    );
+    const config = await writeConfig(await lab.makeTempDir("config"), "mysql", [{
+      name: "mysql",
+      vip: topo.vip,
+      scheduler: "rr",
+      settings: ["port: 3306"],
+      reals: topo.reals.map((r) => ({ address: r.addr })),
+    }]);
     const app = await startAppliance(lab, "director", config);
     try {
       const seen: string[] = [];

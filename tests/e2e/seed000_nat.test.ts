@@ -5,15 +5,18 @@
 import assert from "node:assert/strict";
 import { type ApplianceProcess, startAppliance } from "../../lab/appliance.ts";
 import {
+  downloadDigest,
   e2eOptions,
+  randomBytes,
   type ServiceDef,
+  sha256Hex,
+  whoAnswers,
   withAppliance as runAppliance,
   writeConfig as writeServices,
 } from "./harness.ts";
 import { Lab } from "../../lab/netns.ts";
 import { curl, startHttpServer, startUdpEchoServer, udpRequest } from "../../lab/servers.ts";
 import { buildSeed000, type Seed000 } from "../../lab/topology.ts";
-import { prng } from "../fixtures/prng.ts";
 
 const opts = e2eOptions("seed 000 NAT end-to-end tests");
 
@@ -46,16 +49,6 @@ function withAppliance(config: string, fn: (app: ApplianceProcess) => Promise<vo
   return runAppliance(lab, config, fn);
 }
 
-async function whoAnswers(n: number, path = "/"): Promise<string[]> {
-  const answers: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const r = await curl(lab, "client", `http://${topo.vip}${path}`, { timeoutSec: 5 });
-    assert.equal(r.code, 200, `request ${i + 1}: ${r.stderr}`);
-    answers.push(r.body.trim().split(" ")[0]);
-  }
-  return answers;
-}
-
 async function hostState(): Promise<Record<string, string>> {
   const sh = (cmd: string) => lab.exec("director", ["sh", "-c", cmd]).then((r) => r.stdout.trim());
   return {
@@ -73,15 +66,8 @@ Deno.test({ name: "seed 000: build the topology and real servers", ...opts }, as
   lab = await Lab.create("seed000");
   topo = await buildSeed000(lab);
   configDir = await lab.makeTempDir("configs");
-  const big = new Uint8Array(BIG_SIZE);
-  // Incompressible, reproducible content.
-  const next = prng(0x2545f491);
-  const words = new Uint32Array(big.buffer);
-  for (let i = 0; i < words.length; i++) words[i] = next();
-  bigDigest = Array.from(
-    new Uint8Array(await crypto.subtle.digest("SHA-256", big)),
-    (b) => b.toString(16).padStart(2, "0"),
-  ).join("");
+  const big = randomBytes(BIG_SIZE, 0x2545f491);
+  bigDigest = await sha256Hex(big);
   for (const real of topo.reals) {
     const files: Record<string, Uint8Array | string> = {};
     if (real.name === "web01") files["big.bin"] = big;
@@ -100,7 +86,7 @@ Deno.test({ name: "seed 000: rr alternates between web01 and web02", ...opts }, 
     const before = await hostState();
     // The repository's default configuration is seed 000's rr service.
     await withAppliance(new URL("../../appliance.yaml", import.meta.url).pathname, async (app) => {
-      const answers = await whoAnswers(10);
+      const answers = await whoAnswers(lab, "client", `http://${topo.vip}/`, 10);
       // The client's SYN queued while the VIP did not resolve may be released by the
       // gratuitous ARP and take the first turn, so alternation may start at either real.
       for (let i = 1; i < answers.length; i++) assert.notEqual(answers[i], answers[i - 1]);
@@ -126,7 +112,7 @@ Deno.test({ name: "seed 000: wrr 2:1 gives 20:10 over 30 requests", ...opts }, a
     ]),
   );
   await withAppliance(config, async () => {
-    const answers = await whoAnswers(30);
+    const answers = await whoAnswers(lab, "client", `http://${topo.vip}/`, 30);
     assert.equal(answers.filter((a) => a === "web01").length, 20);
     assert.equal(answers.filter((a) => a === "web02").length, 10);
     // Interleaved as IPVS does it (A A B), not in bursts.
@@ -195,12 +181,7 @@ Deno.test({ name: "seed 000: 100 MB over TCP arrive intact", ...opts }, async ()
     service("bulk", "tcp", 80, "rr", [{ address: "10.10.10.11", port: 80, weight: 1 }]),
   );
   await withAppliance(config, async (app) => {
-    const r = await lab.exec("client", [
-      "sh",
-      "-c",
-      `curl -sS --fail -m 120 http://${topo.vip}/big.bin | sha256sum`,
-    ]);
-    assert.equal(r.stdout.split(" ")[0], bigDigest);
+    assert.equal(await downloadDigest(lab, "client", `http://${topo.vip}/big.bin`), bigDigest);
     const api = await app.api("/api/v1/services") as {
       services: { reals: { outBytes: number }[] }[];
     };

@@ -5,11 +5,10 @@
  * the client may be scheduled to the other real.
  */
 import assert from "node:assert/strict";
-import type { ConnectionEntry } from "../../dataplane/stats/conn_listing.ts";
 import { Lab } from "../../lab/netns.ts";
-import { curl, startHttpServer } from "../../lab/servers.ts";
+import { startHttpServer } from "../../lab/servers.ts";
 import { buildSeed000 } from "../../lab/topology.ts";
-import { e2eOptions, withAppliance, writeConfig } from "./harness.ts";
+import { e2eOptions, listConnections, whoAnswers, withAppliance, writeConfig } from "./harness.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -28,14 +27,8 @@ Deno.test({
       reals: topo.reals.map((r) => ({ address: r.addr })),
     }]);
     await withAppliance(lab, config, async (app) => {
-      const who = async () => {
-        const r = await curl(lab, "client", `http://${topo.vip}/`, { timeoutSec: 5 });
-        assert.equal(r.code, 200, r.stderr);
-        return r.body.split(" ")[0];
-      };
-      const listing = async () =>
-        ((await app.api("/api/v1/connections?limit=100")) as { connections: ConnectionEntry[] })
-          .connections;
+      const who = async () => (await whoAnswers(lab, "client", `http://${topo.vip}/`, 1))[0];
+      const listing = () => listConnections(app);
       const template = async () => (await listing()).find((c) => c.state === "NONE");
 
       const start = Date.now();

@@ -5,14 +5,22 @@
  * through its packet socket, and sees none of the replies.
  */
 import assert from "node:assert/strict";
-import type { ConnectionEntry } from "../../dataplane/stats/conn_listing.ts";
 import { startBoundUdpEcho } from "../../lab/bypass_reals.ts";
 import { startAppliance } from "../../lab/appliance.ts";
 import { Lab, pollUntil } from "../../lab/netns.ts";
 import { curl, startHttpServer, udpRequest } from "../../lab/servers.ts";
 import { buildSeed001, type Seed001 } from "../../lab/topology.ts";
-import { prng } from "../fixtures/prng.ts";
-import { e2eOptions, withAppliance, writeConfig } from "./harness.ts";
+import {
+  downloadDigest,
+  e2eOptions,
+  listConnections,
+  randomBytes,
+  type ServicesView,
+  sha256Hex,
+  whoAnswers,
+  withAppliance,
+  writeConfig,
+} from "./harness.ts";
 
 const opts = e2eOptions("seed 001 DR tests");
 let lab: Lab;
@@ -22,19 +30,6 @@ let bigDigest: string;
 const BIG_SIZE = 64 * 1024 * 1024;
 const UDP_PORT = 9000;
 
-interface ServicesView {
-  services: {
-    name: string;
-    reals: { address: string; forward: string; inPackets: number; outPackets: number }[];
-  }[];
-  counters: Record<string, number>;
-}
-
-async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 async function rxBytes(role: string, iface: string): Promise<number> {
   const r = await lab.exec(role, ["cat", `/sys/class/net/${iface}/statistics/rx_bytes`]);
   return Number(r.stdout.trim());
@@ -43,11 +38,8 @@ async function rxBytes(role: string, iface: string): Promise<number> {
 Deno.test({ name: "seed 001: build the DR segment", ...opts }, async () => {
   lab = await Lab.create("dr");
   topo = await buildSeed001(lab);
-  const big = new Uint8Array(BIG_SIZE);
-  const next = prng(0x5eed0001);
-  const words = new Uint32Array(big.buffer);
-  for (let i = 0; i < words.length; i++) words[i] = next();
-  bigDigest = await sha256(big);
+  const big = randomBytes(BIG_SIZE, 0x5eed0001);
+  bigDigest = await sha256Hex(big);
   // Short neighbour timers on the director (before any entry exists), so that the kernel
   // notices within seconds, not a minute, that a real's old MAC is gone.
   for (const [key, value] of [["base_reachable_time_ms", 1000], ["delay_first_probe_time", 1]]) {
@@ -90,18 +82,11 @@ Deno.test(
     const before = await lab.exec("director", ["ip", "-j", "neigh", "show"]);
     assert.deepEqual(JSON.parse(before.stdout), []);
     await withAppliance(lab, config, async (app) => {
-      const answers: string[] = [];
-      for (let i = 0; i < 6; i++) {
-        const r = await curl(lab, "client", `http://${topo.vip}/`, { timeoutSec: 5 });
-        assert.equal(r.code, 200, r.stderr);
-        answers.push(r.body.split(" ")[0]);
-      }
+      const answers = await whoAnswers(lab, "client", `http://${topo.vip}/`, 6);
       assert.deepEqual(answers, ["real2", "real1", "real2", "real1", "real2", "real1"]);
-      const page = await app.api("/api/v1/connections?service=web&limit=100") as {
-        connections: ConnectionEntry[];
-      };
-      assert.equal(page.connections.length, 6);
-      for (const c of page.connections) {
+      const connections = await listConnections(app, "service=web");
+      assert.equal(connections.length, 6);
+      for (const c of connections) {
         assert.equal(c.forward, "Route");
         assert.match(c.real, /^192\.168\.60\.[89]:80$/);
       }
@@ -134,12 +119,7 @@ Deno.test(
     await withAppliance(lab, config, async (app) => {
       const directorRx = await rxBytes("director", topo.directorIf);
       const clientRx = await rxBytes("client", "eth0");
-      const r = await lab.exec("client", [
-        "sh",
-        "-c",
-        `curl -sS --fail -m 120 http://${topo.vip}/big.bin | sha256sum`,
-      ]);
-      assert.equal(r.stdout.split(" ")[0], bigDigest);
+      assert.equal(await downloadDigest(lab, "client", `http://${topo.vip}/big.bin`), bigDigest);
       const clientGot = await rxBytes("client", "eth0") - clientRx;
       const directorGot = await rxBytes("director", topo.directorIf) - directorRx;
       assert.ok(clientGot > BIG_SIZE, `client received ${clientGot} bytes`);
@@ -177,12 +157,7 @@ Deno.test({ name: "seed 001: a real whose MAC changes is followed", ...opts }, a
     );
     assert.ok(followed, "the new MAC was resolved and posted to the worker");
     assert.match(app.logs(), /real link changed service=web real=192\.168\.60\.8/);
-    const answers: string[] = [];
-    for (let i = 0; i < 4; i++) {
-      const r = await curl(lab, "client", `http://${topo.vip}/`, { timeoutSec: 5 });
-      assert.equal(r.code, 200, r.stderr);
-      answers.push(r.body.split(" ")[0]);
-    }
+    const answers = await whoAnswers(lab, "client", `http://${topo.vip}/`, 4);
     assert.deepEqual([...answers].sort(), ["real1", "real1", "real2", "real2"]);
   } catch (err) {
     console.error(`appliance log:\n${app.logs()}`);

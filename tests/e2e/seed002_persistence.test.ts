@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { Lab } from "../../lab/netns.ts";
 import { curl, startHttpServer } from "../../lab/servers.ts";
 import { buildSeed000, type Seed000 } from "../../lab/topology.ts";
-import { e2eOptions, withAppliance, writeConfig } from "./harness.ts";
+import { e2eOptions, listConnections, whoAnswers, withAppliance, writeConfig } from "./harness.ts";
 
 const opts = e2eOptions("persistence tests");
 
@@ -26,12 +26,8 @@ function config(name: string, settings: string[]): Promise<string> {
 }
 
 async function who(port: number, from = topo.clientAddr): Promise<string> {
-  const r = await curl(lab, "client", `http://${topo.vip}:${port}/`, {
-    timeoutSec: 5,
-    extraArgs: ["--interface", from],
-  });
-  assert.equal(r.code, 200, `port ${port} from ${from}: ${r.stderr}`);
-  return r.body.split(" ")[0];
+  const url = `http://${topo.vip}:${port}/`;
+  return (await whoAnswers(lab, "client", url, 1, ["--interface", from]))[0];
 }
 
 Deno.test({ name: "persistence: build the topology", ...opts }, async () => {
@@ -59,16 +55,14 @@ Deno.test({
       const second = await who(80, OTHER_CLIENT);
       assert.notEqual(second, first);
       for (let i = 0; i < 3; i++) assert.equal(await who(80, OTHER_CLIENT), second);
-      const page = await app.api(`/api/v1/connections?limit=1000`) as {
-        connections: { state: string; client: string; virtual: string; real: string }[];
-      };
-      const templates = page.connections.filter((c) => c.state === "NONE");
+      const connections = await listConnections(app);
+      const templates = connections.filter((c) => c.state === "NONE");
       assert.deepEqual(
         templates.map((t) => [t.client, t.virtual]).sort(),
         [[`${OTHER_CLIENT}:0`, `${topo.vip}:80`], [`${topo.clientAddr}:0`, `${topo.vip}:80`]]
           .sort(),
       );
-      assert.equal(page.connections.filter((c) => c.state === "TIME_WAIT").length, 10);
+      assert.equal(connections.filter((c) => c.state === "TIME_WAIT").length, 10);
     },
   );
 });

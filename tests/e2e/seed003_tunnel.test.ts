@@ -5,13 +5,21 @@
  * Their kernel has no `tunl0` here: the lab's decapsulator stands in for it.
  */
 import assert from "node:assert/strict";
-import type { ConnectionEntry } from "../../dataplane/stats/conn_listing.ts";
 import { startBoundUdpEcho } from "../../lab/bypass_reals.ts";
 import { Lab } from "../../lab/netns.ts";
-import { curl, startHttpServer, udpRequest } from "../../lab/servers.ts";
+import { startHttpServer, udpRequest } from "../../lab/servers.ts";
 import { buildSeed003Tunnel, type Seed003 } from "../../lab/topology.ts";
-import { prng } from "../fixtures/prng.ts";
-import { e2eOptions, withAppliance, writeConfig } from "./harness.ts";
+import {
+  downloadDigest,
+  e2eOptions,
+  listConnections,
+  randomBytes,
+  type ServicesView,
+  sha256Hex,
+  whoAnswers,
+  withAppliance,
+  writeConfig,
+} from "./harness.ts";
 
 const opts = e2eOptions("seed 003 tunnel tests");
 let lab: Lab;
@@ -20,19 +28,6 @@ let config: string;
 let bigDigest: string;
 const BIG_SIZE = 64 * 1024 * 1024;
 const UDP_PORT = 9000;
-
-interface ServicesView {
-  services: {
-    name: string;
-    reals: { address: string; forward: string; inPackets: number; outPackets: number }[];
-  }[];
-  counters: Record<string, number>;
-}
-
-async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 // Sends one datagram of `size` bytes with DF from a connected socket, twice, and prints what
 // the socket then knows about the path MTU (IP_MTU) and whether the second send was refused.
@@ -94,11 +89,8 @@ print(answer.decode(), hashlib.sha256(data).hexdigest())
 Deno.test({ name: "seed 003: build the routed tunnel topology", ...opts }, async () => {
   lab = await Lab.create("tunnel");
   topo = await buildSeed003Tunnel(lab);
-  const big = new Uint8Array(BIG_SIZE);
-  const next = prng(0x5eed0003);
-  const words = new Uint32Array(big.buffer);
-  for (let i = 0; i < words.length; i++) words[i] = next();
-  bigDigest = await sha256(big);
+  const big = randomBytes(BIG_SIZE, 0x5eed0003);
+  bigDigest = await sha256Hex(big);
   for (const real of topo.reals) {
     await startHttpServer(lab, real.name, {
       port: 80,
@@ -146,18 +138,11 @@ Deno.test(
   { name: "seed 003: the tunnel alternates (rr) and clamps the MSS", ...opts },
   async () => {
     await withAppliance(lab, config, async (app) => {
-      const answers: string[] = [];
-      for (let i = 0; i < 6; i++) {
-        const r = await curl(lab, "client", `http://${topo.vip}/`, { timeoutSec: 5 });
-        assert.equal(r.code, 200, r.stderr);
-        answers.push(r.body.split(" ")[0]);
-      }
+      const answers = await whoAnswers(lab, "client", `http://${topo.vip}/`, 6);
       assert.deepEqual(answers, ["rs1", "rs2", "rs1", "rs2", "rs1", "rs2"]);
-      const page = await app.api("/api/v1/connections?service=web&limit=100") as {
-        connections: ConnectionEntry[];
-      };
-      assert.equal(page.connections.length, 6);
-      assert.ok(page.connections.every((c) => c.forward === "Tunnel"));
+      const connections = await listConnections(app, "service=web");
+      assert.equal(connections.length, 6);
+      assert.ok(connections.every((c) => c.forward === "Tunnel"));
       // Each real saw three SYNs from the client, from the director's address, MSS 1500 - 60.
       for (const decap of topo.decaps) {
         const syns = decap.syns();
@@ -189,12 +174,7 @@ Deno.test(
 
 Deno.test({ name: "seed 003: 64 MB arrive intact through the tunnel", ...opts }, async () => {
   await withAppliance(lab, config, async (app) => {
-    const r = await lab.exec("client", [
-      "sh",
-      "-c",
-      `curl -sS --fail -m 120 http://${topo.vip}/big.bin | sha256sum`,
-    ]);
-    assert.equal(r.stdout.split(" ")[0], bigDigest);
+    assert.equal(await downloadDigest(lab, "client", `http://${topo.vip}/big.bin`), bigDigest);
     const view = await app.api("/api/v1/services") as ServicesView;
     for (const real of view.services.find((s) => s.name === "web")!.reals) {
       assert.equal(real.forward, "Tunnel");

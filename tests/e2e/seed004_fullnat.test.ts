@@ -4,12 +4,19 @@
  * 10.0.3.1 with a local port, and replies come back to the client from VIP:80.
  */
 import assert from "node:assert/strict";
-import type { ConnectionEntry } from "../../dataplane/stats/conn_listing.ts";
 import { Lab } from "../../lab/netns.ts";
-import { curl, startHttpServer } from "../../lab/servers.ts";
+import { startHttpServer } from "../../lab/servers.ts";
 import { buildSeed004, type Seed004 } from "../../lab/topology.ts";
-import { prng } from "../fixtures/prng.ts";
-import { e2eOptions, withAppliance, writeConfig } from "./harness.ts";
+import {
+  downloadDigest,
+  e2eOptions,
+  listConnections,
+  randomBytes,
+  sha256Hex,
+  whoAnswers,
+  withAppliance,
+  writeConfig,
+} from "./harness.ts";
 
 const opts = e2eOptions("seed 004 FULLNAT tests");
 let lab: Lab;
@@ -18,19 +25,11 @@ let config: string;
 let bigDigest: string;
 const BIG_SIZE = 64 * 1024 * 1024;
 
-async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 Deno.test({ name: "seed 004: build the routed topology", ...opts }, async () => {
   lab = await Lab.create("fullnat");
   topo = await buildSeed004(lab);
-  const big = new Uint8Array(BIG_SIZE);
-  const next = prng(0x5eed0004);
-  const words = new Uint32Array(big.buffer);
-  for (let i = 0; i < words.length; i++) words[i] = next();
-  bigDigest = await sha256(big);
+  const big = randomBytes(BIG_SIZE, 0x5eed0004);
+  bigDigest = await sha256Hex(big);
   for (const real of topo.reals) {
     await startHttpServer(lab, real.name, {
       port: 8080,
@@ -56,19 +55,12 @@ Deno.test({
   ...opts,
 }, async () => {
   await withAppliance(lab, config, async (app) => {
-    const answers: string[] = [];
-    for (let i = 0; i < 6; i++) {
-      const r = await curl(lab, "client", `http://${topo.vip}/`, { timeoutSec: 5 });
-      assert.equal(r.code, 200, r.stderr);
-      answers.push(r.body.split(" ")[0]);
-    }
+    const answers = await whoAnswers(lab, "client", `http://${topo.vip}/`, 6);
     assert.deepEqual(answers, ["web1", "web2", "web1", "web2", "web1", "web2"]);
     // The listing shows each connection leaving from the pool address.
-    const page = await app.api("/api/v1/connections?limit=100") as {
-      connections: ConnectionEntry[];
-    };
-    assert.equal(page.connections.length, 6);
-    for (const c of page.connections) {
+    const connections = await listConnections(app);
+    assert.equal(connections.length, 6);
+    for (const c of connections) {
       assert.equal(c.forward, "FullNat");
       assert.match(c.client, new RegExp(`^${topo.clientAddr.replaceAll(".", "\\.")}:\\d+$`));
       assert.match(c.real, /^10\.0\.[45]\.2:8080$/);
@@ -83,12 +75,7 @@ Deno.test({
 Deno.test({ name: "seed 004: 64 MB through FULLNAT arrive intact", ...opts }, async () => {
   await withAppliance(lab, config, async () => {
     // rr: the first request goes to web1, which has the file.
-    const r = await lab.exec("client", [
-      "sh",
-      "-c",
-      `curl -sS --fail -m 120 http://${topo.vip}/big.bin | sha256sum`,
-    ]);
-    assert.equal(r.stdout.split(" ")[0], bigDigest);
+    assert.equal(await downloadDigest(lab, "client", `http://${topo.vip}/big.bin`), bigDigest);
   });
 });
 

@@ -9,8 +9,14 @@ import assert from "node:assert/strict";
 import { Lab, OutputCollector } from "../../lab/netns.ts";
 import { type LabServer, serverHandle, waitForTcp, waitReady } from "../../lab/servers.ts";
 import { buildSeed004, type Seed004 } from "../../lab/topology.ts";
-import { prng } from "../fixtures/prng.ts";
-import { e2eOptions, withAppliance, writeConfig } from "./harness.ts";
+import {
+  downloadDigest,
+  e2eOptions,
+  randomBytes,
+  sha256Hex,
+  withAppliance,
+  writeConfig,
+} from "./harness.ts";
 
 const opts = e2eOptions("seed 004 TOA tests");
 const REAL_PORT = 8080;
@@ -154,23 +160,10 @@ let lab: Lab;
 let topo: Seed004;
 let configOn: string;
 let configOff: string;
-let downloadDigest: string;
+let bigDigest: string;
 let uploadFile: string;
 let uploadDigest: string;
 let server: LabServer;
-
-async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function randomBytes(size: number, seed: number): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(size);
-  const next = prng(seed);
-  const words = new Uint32Array(bytes.buffer);
-  for (let i = 0; i < words.length; i++) words[i] = next();
-  return bytes;
-}
 
 async function startToaServer(role: string, root: string): Promise<LabServer> {
   const child = lab.spawn(role, ["python3", "-c", TOA_SERVER_PY, String(REAL_PORT), root, role], {
@@ -226,10 +219,10 @@ Deno.test({ name: "seed 004 TOA: build the routed topology", ...opts }, async ()
   topo = await buildSeed004(lab);
   const root = await lab.makeTempDir("toa-root");
   const download = randomBytes(DOWNLOAD_SIZE, 0x70a0004);
-  downloadDigest = await sha256(download);
+  bigDigest = await sha256Hex(download);
   await Deno.writeFile(`${root}/big.bin`, download);
   const upload = randomBytes(UPLOAD_SIZE, 0x70a0005);
-  uploadDigest = await sha256(upload);
+  uploadDigest = await sha256Hex(upload);
   uploadFile = `${await lab.makeTempDir("toa-upload")}/upload.bin`;
   await Deno.writeFile(uploadFile, upload);
   // One real, so that every connection's TOA is read by the same capture.
@@ -308,12 +301,7 @@ Deno.test({
   ...opts,
 }, async () => {
   await withAppliance(lab, configOn, async (app) => {
-    const down = await lab.exec("client", [
-      "sh",
-      "-c",
-      `curl -sS --fail -m 120 http://${topo.vip}/big.bin | sha256sum`,
-    ]);
-    assert.equal(down.stdout.split(" ")[0], downloadDigest);
+    assert.equal(await downloadDigest(lab, "client", `http://${topo.vip}/big.bin`), bigDigest);
 
     const before = (await counters(app)).toa_inserted;
     // Without Expect: 100-continue the body follows the headers at once, before any answer.

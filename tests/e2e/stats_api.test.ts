@@ -9,7 +9,7 @@ import { curl, startHttpServer } from "../../lab/servers.ts";
 import { buildSeed000 } from "../../lab/topology.ts";
 import type { ConnectionEntry } from "../../dataplane/stats/conn_listing.ts";
 import type { ServiceTrafficStats } from "../../dataplane/stats/service_stats.ts";
-import { e2eOptions } from "./harness.ts";
+import { e2eOptions, writeConfig } from "./harness.ts";
 
 const opts = e2eOptions("admin stats tests");
 
@@ -25,21 +25,12 @@ Deno.test(
     try {
       const topo = await buildSeed000(lab);
       for (const real of topo.reals) await startHttpServer(lab, real.name, { port: 80 });
-      const config = `${await lab.makeTempDir("configs")}/stats.yaml`;
-      await Deno.writeTextFile(
-        config,
-        [
-          "timeouts: { tcp: 900, tcpfin: 120, udp: 300 }",
-          "services:",
-          "  - name: web",
-          `    vip: ${topo.vip}`,
-          "    port: 80",
-          "    scheduler: rr",
-          "    reals:",
-          ...topo.reals.map((r) => `      - { address: ${r.addr}, port: 80 }`),
-          "",
-        ].join("\n"),
-      );
+      const config = await writeConfig(await lab.makeTempDir("configs"), "stats", [{
+        vip: topo.vip,
+        scheduler: "rr",
+        settings: ["port: 80"],
+        reals: topo.reals.map((r) => ({ address: r.addr, port: 80 })),
+      }], ["timeouts: { tcp: 900, tcpfin: 120, udp: 300 }"]);
       const app = await startAppliance(lab, "director", config);
       try {
         for (let i = 0; i < REQUESTS; i++) {
