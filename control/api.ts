@@ -1,64 +1,28 @@
 /**
- * The admin HTTP endpoint (Hono on Deno.serve): liveness, the services with
- * their reals and counters, counters and rates (`ipvsadm --stats --rate`),
- * zeroing (`-Z`), the connection listing (`-Lnc`) and the timeouts (`--set`).
+ * The admin HTTP endpoint (Hono on Deno.serve): liveness and readiness, the services with their
+ * reals and counters, counters and rates (`ipvsadm --stats --rate`), zeroing (`-Z`) and the
+ * connection listing (`-Lnc`); the configuration-changing endpoints are in api_changes.ts.
+ *
+ * @module
  */
 import { Hono } from "hono";
 import { z } from "zod";
 import { CONN_STATE_NAMES } from "../dataplane/conn/state.ts";
-import { FORWARD_METHODS } from "../dataplane/service.ts";
 import { LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT } from "../dataplane/stats/conn_listing.ts";
-import { MAX_TIMEOUT_SECONDS } from "../dataplane/stats/requests.ts";
-import type { WorkerRequestName, WorkerRequests } from "../dataplane/worker.ts";
 import { parseIpv4Address, PROTO_TCP, PROTO_UDP } from "../dataplane/wire/ipv4.ts";
+import type { AdminSource } from "./admin_source.ts";
+import { registerChangeRoutes } from "./api_changes.ts";
+import { registerHealthRoutes } from "./api_health.ts";
+import { etag, fail, notFound, parse, RequestError } from "./api_request.ts";
+import { serviceView } from "./api_views.ts";
 import type { ApplianceConfig } from "./config.ts";
 import { DataplaneRequestError } from "./dataplane_handle.ts";
-import { ReloadError, type ReloadResult } from "./reload.ts";
+import { eventStreamHandler } from "./event_stream.ts";
+import { collectMetricsSnapshot, metricsHandler } from "./metrics.ts";
+import { ReloadError } from "./reload.ts";
+import { FileChangedOnDisk, VersionConflict, WriteBackFailed } from "./running_config.ts";
 
-/** Sends one request to the dataplane and resolves with its result. */
-export type DataplaneRequester = <K extends WorkerRequestName>(
-  name: K,
-  params: WorkerRequests[K]["params"],
-) => Promise<WorkerRequests[K]["result"]>;
-
-/** What the admin endpoint reads from the running appliance. */
-export interface AdminSource {
-  config(): ApplianceConfig;
-  request: DataplaneRequester;
-  /** Re-reads and applies the configuration file; rejects with ReloadError, changing nothing. */
-  reload?(cut: boolean): Promise<ReloadResult>;
-  /** Sets one real's weight in the running configuration (not written to the file). */
-  setWeight?(service: string, address: string, port: number, weight: number): Promise<ReloadResult>;
-}
-
-/** Body of POST /api/v1/config/reload (optional). */
-const ReloadBody = z.strictObject({
-  cut: z.boolean("must be true or false").optional(),
-}, "must be a JSON object with an optional cut");
-
-/** Body of PUT …/weight. */
-const WeightBody = z.strictObject({
-  weight: z.int("must be an integer 0..65535").min(0, "must be an integer 0..65535")
-    .max(65535, "must be an integer 0..65535"),
-}, "must be a JSON object with weight");
-
-/** An operator's mistake in a request: answered with 400 and the field it concerns. */
-class BadRequest extends Error {
-  constructor(readonly field: string, message: string) {
-    super(field === "" ? message : `${field}: ${message}`);
-  }
-}
-
-const timeoutSeconds = z.int(`must be an integer 1..${MAX_TIMEOUT_SECONDS}`)
-  .min(1, `must be an integer 1..${MAX_TIMEOUT_SECONDS}`)
-  .max(MAX_TIMEOUT_SECONDS, `must be an integer 1..${MAX_TIMEOUT_SECONDS}`);
-
-/** Body of PUT /api/v1/timeouts: seconds, as `ipvsadm --set tcp tcpfin udp`. */
-const TimeoutsBody = z.strictObject({
-  tcp: timeoutSeconds.optional(),
-  tcpfin: timeoutSeconds.optional(),
-  udp: timeoutSeconds.optional(),
-}, "must be a JSON object with tcp, tcpfin and/or udp");
+export type { AdminSource, DataplaneRequester } from "./admin_source.ts";
 
 /** A decimal integer in a query string. */
 function queryInt(min: number, max: number) {
@@ -87,21 +51,6 @@ const ConnectionsQuery = z.strictObject({
 /** Query of POST /api/v1/stats/zero. */
 const ZeroQuery = z.strictObject({ service: z.string().min(1, "must name a service").optional() });
 
-/** Parses `input` with `schema`, turning its first issue into a BadRequest naming the field. */
-function parse<T>(schema: z.ZodType<T>, input: unknown): T {
-  const result = schema.safeParse(input);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  if (issue.code === "unrecognized_keys") {
-    return fail(issue.keys[0], "unknown field");
-  }
-  return fail(issue.path.join("."), issue.message);
-}
-
-function fail(field: string, message: string): never {
-  throw new BadRequest(field, message);
-}
-
 /** "A.B.C.D" or "A.B.C.D:PORT" → address and port (undefined when not given). */
 function parseReal(s: string): { addr: number; port?: number } {
   const colon = s.lastIndexOf(":");
@@ -127,46 +76,25 @@ export function createAdminApp(source: AdminSource): Hono {
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
 
+  // Ready: the dataplane runs and the configuration is applied (load balancers in front of a
+  // pair of directors, and systemd's start-up ordering, ask this).
+  app.get("/ready", (c) => {
+    const ready = source.ready?.() ?? true;
+    return c.json(
+      { ready, version: source.running.version },
+      ready ? 200 : 503,
+    );
+  });
+
   app.get("/api/v1/services", async (c) => {
-    const config = source.config();
+    const config = source.running.config;
     const stats = await source.request("stats", {});
+    c.header("ETag", etag(source.running.version));
     return c.json({
-      services: config.services.map((svc) => {
-        const live = stats.services.find((s) => s.name === svc.name);
-        return {
-          name: svc.name,
-          protocol: svc.protocol,
-          vip: svc.vip,
-          port: svc.port,
-          scheduler: svc.scheduler,
-          forward: svc.forward,
-          // What ipvsadm's listings and -S show besides the reals.
-          ports: svc.ports ?? null,
-          persistence: svc.persistence ?? null,
-          onePacket: svc.onePacket === true,
-          schedulerFlags: svc.schedulerFlags,
-          localAddresses: svc.localAddresses,
-          reals: svc.reals.map((r, i) => {
-            const s = live?.reals[i];
-            return {
-              address: r.address,
-              port: r.port,
-              weight: s?.weight ?? r.weight,
-              forward: FORWARD_METHODS[svc.forward],
-              activeConns: s?.activeConns ?? 0,
-              inactiveConns: s?.inactiveConns ?? 0,
-              connections: s?.connections ?? 0,
-              inPackets: s?.inPackets ?? 0,
-              inBytes: s?.inBytes ?? 0,
-              outPackets: s?.outPackets ?? 0,
-              outBytes: s?.outBytes ?? 0,
-              persistConns: s?.persistConns ?? 0,
-              upperThreshold: r.upperThreshold,
-              lowerThreshold: r.lowerThreshold,
-            };
-          }),
-        };
-      }),
+      version: source.running.version,
+      services: config.services.map((svc) =>
+        serviceView(svc, stats.services.find((s) => s.name === svc.name))
+      ),
       connections: stats.connections,
       connectionsByState: stats.connectionsByState,
       counters: stats.counters,
@@ -179,13 +107,13 @@ export function createAdminApp(source: AdminSource): Hono {
 
   app.post("/api/v1/stats/zero", async (c) => {
     const { service } = parse(ZeroQuery, c.req.query());
-    knownService(source.config(), service);
+    knownService(source.running.config, service);
     return c.json(await source.request("zeroStats", service === undefined ? {} : { service }));
   });
 
   app.get("/api/v1/connections", async (c) => {
     const q = parse(ConnectionsQuery, c.req.query());
-    knownService(source.config(), q.service);
+    knownService(source.running.config, q.service);
     const real = q.real === undefined ? undefined : parseReal(q.real);
     const page = await source.request("connections", {
       service: q.service,
@@ -201,79 +129,67 @@ export function createAdminApp(source: AdminSource): Hono {
 
   app.get("/api/v1/timeouts", async (c) => c.json(await source.request("getTimeouts", {})));
 
-  app.put("/api/v1/timeouts", async (c) => {
-    let body: unknown;
-    try {
-      body = await c.req.json();
-    } catch {
-      return fail("", "the body must be JSON: {tcp?, tcpfin?, udp?}");
-    }
-    const t = parse(TimeoutsBody, body);
-    if (t.tcp === undefined && t.tcpfin === undefined && t.udp === undefined) {
-      return fail("", "name at least one of tcp, tcpfin, udp");
-    }
-    return c.json(await source.request("setTimeouts", t));
-  });
-
-  app.post("/api/v1/config/reload", async (c) => {
-    if (source.reload === undefined) return c.json({ error: "reload is not available" }, 501);
-    const text = await c.req.text();
-    let body: unknown = {};
-    if (text.trim() !== "") {
-      try {
-        body = JSON.parse(text);
-      } catch {
-        return fail("", "the body must be JSON: {cut?: boolean}");
-      }
-    }
-    const { cut } = parse(ReloadBody, body);
-    return c.json(await source.reload(cut === true));
-  });
-
-  // In memory only: the change is not written back to appliance.yaml (a reload or restart
-  // returns to the file's weight).
-  app.put("/api/v1/services/:name/reals/:address/:port/weight", async (c) => {
-    if (source.setWeight === undefined) {
-      return c.json({ error: "weight changes are not available" }, 501);
-    }
+  // Cuts one real's connections now (its clients reconnect, to it or elsewhere); not a
+  // configuration change, so no version is needed.
+  app.post("/api/v1/services/:name/reals/:address/:port/cut", async (c) => {
     const { name, address, port } = c.req.param();
-    const svc = source.config().services.find((s) => s.name === name);
-    if (svc === undefined) return c.json({ error: `no such service: ${name}` }, 404);
-    const real = /^[0-9]{1,5}$/.test(port)
-      ? svc.reals.find((r) => r.address === address && r.port === Number(port))
-      : undefined;
-    if (real === undefined) {
-      return c.json({ error: `no such real in ${name}: ${address}:${port}` }, 404);
+    const svc = source.running.config.services.find((s) => s.name === name);
+    if (svc === undefined) return notFound(`Service not defined: no service named ${name}`);
+    const real = svc.reals.find((r) => r.address === address && String(r.port) === port);
+    const addr = parseIpv4Address(address);
+    if (real === undefined || addr === null) {
+      return notFound(`No such destination: ${address}:${port} in service ${name}`);
     }
-    let body: unknown;
-    try {
-      body = await c.req.json();
-    } catch {
-      return fail("", "the body must be JSON: {weight}");
-    }
-    const { weight } = parse(WeightBody, body);
-    const result = await source.setWeight(name, real.address, real.port, weight);
-    return c.json({
+    const { cut } = await source.request("cutConnections", {
       service: name,
-      address: real.address,
+      address: addr,
       port: real.port,
-      weight,
-      persisted: false,
-      note: "in memory only: appliance.yaml is unchanged; a reload or restart restores its weight",
-      result,
     });
+    return c.json({ service: name, address, port: real.port, cut });
   });
+
+  registerChangeRoutes(app, source);
+  registerHealthRoutes(app, source);
+
+  app.get(
+    "/metrics",
+    metricsHandler(() =>
+      collectMetricsSnapshot(
+        source.request,
+        source.running.config,
+        source.metricsExtras?.() ?? {},
+      )
+    ),
+  );
+  const events = source.events;
+  app.get(
+    "/api/v1/events",
+    events === undefined
+      ? (c) => c.json({ error: "the event stream is not available" }, 501)
+      : eventStreamHandler(events),
+  );
 
   app.notFound((c) => c.json({ error: `no such endpoint: ${c.req.method} ${c.req.path}` }, 404));
   app.onError((err, c) => {
-    if (err instanceof BadRequest) {
-      const body = err.field === ""
-        ? { error: err.message }
-        : { error: err.message, field: err.field };
-      return c.json(body, 400);
+    if (err instanceof RequestError) {
+      const issues = (err as RequestError & { issues?: unknown }).issues;
+      return c.json({
+        error: err.message,
+        ...(err.field === "" ? {} : { field: err.field }),
+        ...(issues === undefined ? {} : { issues }),
+      }, err.status);
+    }
+    if (err instanceof VersionConflict) {
+      c.header("ETag", etag(err.current));
+      return c.json({
+        error: err.message,
+        version: err.current,
+        ...(err instanceof FileChangedOnDisk ? { fileChanged: true } : {}),
+      }, 409);
     }
     if (err instanceof DataplaneRequestError) return c.json({ error: err.message }, 400);
     if (err instanceof ReloadError) return c.json({ error: err.message }, 422);
+    if (err instanceof WriteBackFailed) return c.json({ error: err.message }, 500);
     return c.json({ error: err.message }, 500);
   });
   return app;

@@ -4,8 +4,9 @@
  * SIGINT/SIGTERM or on a fatal error.
  */
 import { TunDevice } from "../dataplane/tun.ts";
+import { type AdminServer, serveAdmin } from "./admin_server.ts";
 import { createAdminApp } from "./api.ts";
-import { type ApplianceConfig, loadConfig } from "./config.ts";
+import type { ApplianceConfig } from "./config.ts";
 import { DataplaneHandle } from "./dataplane_handle.ts";
 import { compileDataplaneSpec } from "./dataplane_spec.ts";
 import {
@@ -15,20 +16,55 @@ import {
   resolveLinks,
   withLinks,
 } from "./forward_links.ts";
-import { HostChanges, type HostPlan } from "./host.ts";
+import { DropWatcher } from "./drop_watcher.ts";
+import { EventBus } from "./events.ts";
+import { HealthSupervisor } from "./health/supervisor.ts";
+import { HostChanges } from "./host.ts";
 import { log } from "./log.ts";
-import { hostChangesNeeded, hostPlan, ReloadError, type ReloadResult } from "./reload.ts";
+import { hostPlan, ReloadError, type ReloadResult } from "./reload.ts";
+import { type ChangeOutcome, RunningConfig } from "./running_config.ts";
 
 /** Runs the appliance in the foreground until a signal or a fatal error; returns the exit code. */
 export async function runAppliance(configPath: string): Promise<number> {
-  let config = await loadConfig(configPath);
-  const spec = compileDataplaneSpec(config);
-  const hostPlans: HostPlan[] = [];
+  const running = await RunningConfig.load(configPath);
+  const config = running.config;
   const host = new HostChanges();
   let tun: TunDevice | null = null;
   let dataplane: DataplaneHandle | null = null;
-  let server: Deno.HttpServer | null = null;
+  let server: AdminServer | null = null;
   let links: LinkRefresher | null = null;
+  /** The configuration the host and dataplane run now. */
+  let applied: ApplianceConfig = config;
+  let ready = false;
+  const events = new EventBus();
+  let drops: DropWatcher | null = null;
+  // Health-driven changes wait their turn behind configuration changes and merge while they
+  // wait: ten reals failing at once make one apply.
+  let reapplyPending: { reasons: string[]; cut: boolean } | null = null;
+  const health = new HealthSupervisor({
+    reapply: (reason, cut) => {
+      if (reapplyPending !== null) {
+        reapplyPending.reasons.push(reason);
+        reapplyPending.cut ||= cut;
+        return;
+      }
+      reapplyPending = { reasons: [reason], cut };
+      running.exclusive(async () => {
+        const pending = reapplyPending!;
+        reapplyPending = null;
+        if (dataplane === null || stopping) return;
+        try {
+          await applyConfig(running.config, pending.cut, false);
+        } catch (err) {
+          log("health change not applied", {
+            reason: pending.reasons.join("; "),
+            error: (err as Error).message,
+          });
+        }
+      }).catch(() => {});
+    },
+    onEvent: (event) => events.publish("health", event),
+  });
 
   let finish!: (code: number) => void;
   const finished = new Promise<number>((resolve) => finish = resolve);
@@ -36,45 +72,61 @@ export async function runAppliance(configPath: string): Promise<number> {
   const stop = (code: number, reason: string, fields: Record<string, string> = {}) => {
     if (stopping) return;
     stopping = true;
+    ready = false;
     log(code === 0 ? "stopping" : "fatal error, stopping", { reason, ...fields });
     finish(code);
   };
   const onSignal = (sig: Deno.Signal) => () => stop(0, sig);
 
-  // Reloads run one at a time, each against the configuration the previous one left.
-  let reloads: Promise<unknown> = Promise.resolve();
-  const serialized = <T>(work: () => Promise<T>): Promise<T> => {
-    const next = reloads.then(work);
-    reloads = next.catch(() => {});
-    return next;
-  };
-  /** Makes `next` the running configuration without dropping established connections. */
-  const applyConfig = async (next: ApplianceConfig, cut: boolean): Promise<ReloadResult> => {
+  /**
+   * Makes the operator's configuration `next` run on the host and, with the reals' health laid
+   * over it, in the dataplane, without dropping established connections; on any failure puts
+   * the host and the health checks back and throws ReloadError. Callers hold
+   * `running.exclusive`, so one change is applied at a time. `sync`: `next` is a new
+   * configuration whose reals the health checks must follow.
+   */
+  const applyConfig = async (
+    next: ApplianceConfig,
+    cut: boolean,
+    sync = true,
+  ): Promise<ReloadResult> => {
     if (dataplane === null || tun === null || stopping) {
       throw new ReloadError("the dataplane is not running");
     }
-    const needs = hostChangesNeeded(hostPlans, hostPlan(next));
-    if (needs.length > 0) {
-      throw new ReloadError(
-        `this change needs host changes a reload does not make yet (restart tunvs to apply ` +
-          `it): ${needs.join("; ")}`,
-      );
-    }
+    if (sync) health.sync(next);
+    const undoSync = () => {
+      if (sync) health.sync(applied);
+    };
     let nextSpec;
     try {
-      nextSpec = compileDataplaneSpec(next);
+      nextSpec = compileDataplaneSpec(health.effective(next));
     } catch (err) {
+      undoSync();
       throw new ReloadError((err as Error).message);
     }
-    const resolved = await resolveLinks(nextSpec, tun.name);
+    const resolved = await resolveLinks(nextSpec, tun.name).catch((err) => {
+      undoSync();
+      throw new ReloadError((err as Error).message);
+    });
     const nextLinked = withLinks(nextSpec, resolved);
-    let applied;
+    // The host follows the operator's configuration, not the health overlay: a failed real
+    // keeps its reply rules while its connections drain.
     try {
-      applied = await dataplane.apply(nextLinked, cut);
+      await host.sync(hostPlan(next));
     } catch (err) {
+      await host.sync(hostPlan(applied)).catch(() => {});
+      undoSync();
       throw new ReloadError((err as Error).message);
     }
-    config = next;
+    let result;
+    try {
+      result = await dataplane.apply(nextLinked, cut);
+    } catch (err) {
+      await host.sync(hostPlan(applied)).catch(() => {});
+      undoSync();
+      throw new ReloadError((err as Error).message);
+    }
+    applied = next;
     links?.stop();
     links = new LinkRefresher(
       nextLinked,
@@ -84,46 +136,52 @@ export async function runAppliance(configPath: string): Promise<number> {
       linkRefreshMs(),
     );
     links.start();
-    const result: ReloadResult = {
-      dataplane: applied,
+    const outcome: ReloadResult = {
+      dataplane: result,
       services: next.services.length,
       reals: next.services.reduce((n, s) => n + s.reals.length, 0),
       cut,
     };
     log("configuration applied", {
-      services: String(result.services),
-      reals: String(result.reals),
-      remapped: String(applied.connections.remapped),
-      cut: String(applied.connections.cut),
-      ms: applied.ms.toFixed(1),
-      ...(applied.warnings.length > 0 ? { warnings: applied.warnings.join("; ") } : {}),
+      services: String(outcome.services),
+      reals: String(outcome.reals),
+      remapped: String(result.connections.remapped),
+      cut: String(result.connections.cut),
+      ms: result.ms.toFixed(1),
+      ...(result.warnings.length > 0 ? { warnings: result.warnings.join("; ") } : {}),
     });
-    return result;
+    return outcome;
   };
   /** Re-reads the configuration file and applies it (SIGHUP, POST /api/v1/config/reload). */
-  const reload = (cut: boolean): Promise<ReloadResult> =>
-    serialized(async () => {
-      let next: ApplianceConfig;
-      try {
-        next = await loadConfig(configPath);
-      } catch (err) {
-        throw new ReloadError((err as Error).message);
+  const reload = (cut: boolean): Promise<ChangeOutcome<ReloadResult>> =>
+    reported("reload", running.reload((next) => applyConfig(next, cut)));
+  /** Counts and announces a configuration change (or its failure) on the event stream. */
+  const reloads = { successes: 0, failures: 0, lastSeconds: undefined as number | undefined };
+  const reported = async (
+    cause: string,
+    change: Promise<ChangeOutcome<ReloadResult>>,
+  ): Promise<ChangeOutcome<ReloadResult>> => {
+    try {
+      const outcome = await change;
+      reloads.successes++;
+      reloads.lastSeconds = Date.now() / 1000;
+      if (outcome.version !== outcome.previousVersion) {
+        events.publish("config", {
+          cause,
+          version: outcome.version,
+          previousVersion: outcome.previousVersion,
+          written: outcome.written,
+          services: outcome.applied?.services,
+          reals: outcome.applied?.reals,
+        });
       }
-      return await applyConfig(next, cut);
-    });
-  /** Changes one real's weight in the running configuration (in memory only). */
-  const setWeight = (service: string, address: string, port: number, weight: number) =>
-    serialized(() => {
-      const next = structuredClone(config);
-      const real = next.services.find((s) => s.name === service)?.reals.find((r) =>
-        r.address === address && r.port === port
-      );
-      if (real === undefined) {
-        return Promise.reject(new ReloadError(`no such real: ${service} ${address}:${port}`));
-      }
-      real.weight = weight;
-      return applyConfig(next, false);
-    });
+      return outcome;
+    } catch (err) {
+      reloads.failures++;
+      events.publish("config", { cause, failed: true, error: (err as Error).message });
+      throw err;
+    }
+  };
   const onHangup = () => {
     log("reloading configuration", { reason: "SIGHUP", file: configPath });
     reload(false).catch((err) =>
@@ -144,6 +202,8 @@ export async function runAppliance(configPath: string): Promise<number> {
 
   let code: number;
   try {
+    health.sync(config);
+    const spec = compileDataplaneSpec(health.effective(config));
     tun = TunDevice.open(config.dataplane.tun);
     log("tun device created", { name: tun.name });
     // Tunnel and DR reals are resolved before the host changes: one that cannot be reached
@@ -151,8 +211,7 @@ export async function runAppliance(configPath: string): Promise<number> {
     const resolved = await resolveLinks(spec, tun.name);
     logLinks(spec, resolved);
     const linked = withLinks(spec, resolved);
-    hostPlans.push(hostPlan(config));
-    await host.apply(hostPlans[0]);
+    await host.apply(hostPlan(config));
     for (const change of host.applied) log("host changed", { change });
     dataplane = await DataplaneHandle.start(
       tun.fd,
@@ -168,17 +227,48 @@ export async function runAppliance(configPath: string): Promise<number> {
       linkRefreshMs(),
     );
     links.start();
-    const app = createAdminApp({
-      config: () => config,
-      request: (name, params) => dataplane!.request(name, params),
-      reload: (cut) => reload(cut),
-      setWeight,
+    drops = new DropWatcher((name, params) => dataplane!.request(name, params), events, {
+      onError: (err) => log("drop watch failed", { error: (err as Error).message }),
     });
-    server = Deno.serve({
-      hostname: config.admin.host,
-      port: config.admin.port,
-      onListen: ({ hostname, port }) => log("admin endpoint listening", { hostname, port }),
-    }, app.fetch);
+    drops.start();
+    const app = createAdminApp({
+      running,
+      request: (name, params) => dataplane!.request(name, params),
+      reload,
+      change: (basedOn, edit, cut) =>
+        reported("api", running.change(basedOn, edit, (next) => applyConfig(next, cut))),
+      events,
+      health,
+      metricsExtras: () => ({
+        realHealth: (service, address, port) => {
+          try {
+            const view = health.realStatus(service, address, port);
+            return view.check === "none" ? undefined : view.state;
+          } catch {
+            return undefined;
+          }
+        },
+        health: {
+          ...health.counts(),
+          servicesDown: health.serviceStatus().filter((s) => s.state === "down").map((s) =>
+            s.service
+          ),
+        },
+        config: {
+          version: running.version,
+          reloadSuccesses: reloads.successes,
+          reloadFailures: reloads.failures,
+          lastReloadSeconds: reloads.lastSeconds,
+        },
+      }),
+      ready: () => ready,
+    });
+    server = await serveAdmin(app, config.admin);
+    log("admin endpoint listening", {
+      url: server.url,
+      token: server.tokenRequired ? "required" : "none",
+    });
+    ready = true;
     log("ready", {
       services: config.services.length,
       reals: config.services.reduce((n, s) => n + s.reals.length, 0),
@@ -190,6 +280,10 @@ export async function runAppliance(configPath: string): Promise<number> {
   }
 
   links?.stop();
+  health.stop();
+  await drops?.stop();
+  // Open event streams would hold the server's shutdown forever.
+  events.close();
   await server?.shutdown().catch(() => {});
   await dataplane?.stop();
   await host.undo();

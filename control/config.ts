@@ -20,7 +20,7 @@ import { SCHEDULER_NAMES, type SchedulerName } from "../dataplane/sched/registry
 import { FORWARD_METHODS as FORWARD_METHOD_NAMES, type ForwardName } from "../dataplane/service.ts";
 import { MAX_TIMEOUT_SECONDS } from "../dataplane/stats/requests.ts";
 import { parseIpv4Address } from "../dataplane/wire/ipv4.ts";
-import { healthCheckProblems, resolveHealthCheck } from "./health/settings.ts";
+import { commandWords, healthCheckProblems, resolveHealthCheck } from "./health/settings.ts";
 import { HEALTH_CHECK_TYPES, type HealthCheckConfig } from "./health/types.ts";
 
 /** Config file read when no path is given on the command line. */
@@ -81,6 +81,14 @@ export interface RealConfig {
   lowerThreshold: number;
   /** Present when the service or the real has `health_check:`: the real's effective check. */
   healthCheck?: HealthCheckConfig;
+  /** Present, and true, while an operator drains the real: weight 0, its own weight kept. */
+  drain?: true;
+  /** Present when the real sets `inhibit_on_failure` itself (it overrides the service's). */
+  inhibitOnFailure?: boolean;
+  /** Program and arguments run when health checks bring the real up (real's, else service's). */
+  notifyUp?: string[];
+  /** Program and arguments run when the real goes down (real's, else service's). */
+  notifyDown?: string[];
 }
 
 /** Scheduler flags, as ipvsadm -b spells them; each belongs to one scheduler. */
@@ -124,6 +132,8 @@ export interface ServiceConfig {
   healthCheck?: HealthCheckConfig;
   /** Present, and true, when failed reals keep weight 0 instead of leaving (keepalived). */
   inhibitOnFailure?: true;
+  /** Present, and true, when connections to a real that leaves on failure are cut, not drained. */
+  expireOnFailure?: true;
   /** Takes new connections when every real is down; port 0 follows the client's port. */
   sorryServer?: { address: string; port: number };
   /** Present when set: live weight needed for the service to be up (keepalived; default 1). */
@@ -132,9 +142,20 @@ export interface ServiceConfig {
   hysteresis?: number;
 }
 
+/** Where the admin endpoint listens, as `admin.listen` says: TCP HOST:PORT or a Unix socket. */
+export type AdminListen =
+  | { transport: "tcp"; host: string; port: number }
+  | { transport: "unix"; path: string };
+
+/**
+ * The admin endpoint: `listen` as written and where that is, and the file holding the bearer
+ * token every request needs (required unless the endpoint is reachable from this host only).
+ */
+export type AdminConfig = AdminListen & { listen: string; tokenFile?: string };
+
 /** The whole validated appliance configuration, with every default filled in. */
 export interface ApplianceConfig {
-  admin: { listen: string; host: string; port: number };
+  admin: AdminConfig;
   dataplane: { tun: string };
   host: { uplink?: string; realside?: string };
   timeouts: { tcp: number; tcpfin: number; udp: number };
@@ -316,6 +337,41 @@ function splitListen(s: string): { host: string; port: number } | string {
   return { host, port };
 }
 
+/** The longest socket path the kernel binds (sun_path is 108 bytes with its NUL). */
+const MAX_SOCKET_PATH_BYTES = 107;
+
+/** Why `s` is not an absolute file path tunvs can use, or null. */
+function absolutePathProblem(s: string, example: string): string | null {
+  if (!s.startsWith("/")) {
+    return `must be an absolute path, e.g. ${example} (got ${JSON.stringify(s)})`;
+  }
+  if (s.includes("\0")) return "must not contain a NUL character";
+  if (s.endsWith("/")) return `must name a file, not a directory (got ${JSON.stringify(s)})`;
+  return null;
+}
+
+/** Parses an `admin.listen` value, "HOST:PORT" or "unix:/PATH"; a string says what is wrong. */
+export function parseAdminListen(s: string): AdminListen | string {
+  if (s.startsWith("unix:")) {
+    const path = s.slice("unix:".length);
+    const problem = absolutePathProblem(path, "unix:/run/tunvs/admin.sock");
+    if (problem !== null) return `socket path ${problem}`;
+    const bytes = new TextEncoder().encode(path).length;
+    if (bytes > MAX_SOCKET_PATH_BYTES) {
+      return `socket path is too long (${bytes} bytes; at most ${MAX_SOCKET_PATH_BYTES})`;
+    }
+    return { transport: "unix", path };
+  }
+  const tcp = splitListen(s);
+  return typeof tcp === "string" ? tcp : { transport: "tcp", ...tcp };
+}
+
+/** Whether a TCP admin listener on `host` is reachable from this host only (127.0.0.0/8). */
+export function isLoopbackHost(host: string): boolean {
+  const addr = parseIpv4Address(host);
+  return addr !== null && addr >>> 24 === 127;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Schema. Every leaf carries its own operator-facing message; structural issues (wrong
 // container type, missing key, unknown key, bad enum value) get theirs in `structuralMessage`.
@@ -412,13 +468,25 @@ const healthCheckSchema = strictMap({
   }).optional(),
 });
 
+/** keepalived's notify_up/notify_down: a command line split on whitespace, or a list of words. */
+const notifyCommand = z.union([
+  z.string({ error: (iss) => `must be a command line (got ${describe(iss.input)})` })
+    .refine((c) => c.trim() !== "", { error: "must not be empty" }),
+  z.array(z.string({ error: (iss) => `must be text (got ${describe(iss.input)})` }))
+    .min(1, { error: "must list the program and its arguments" }),
+], { error: (iss) => `must be a command line or a list of words (got ${describe(iss.input)})` });
+
 const realSchema = strictMap({
   address: checkedString("an IPv4 address", unicastIpv4Problem),
   port: intInRange(1, 65535).optional(),
   weight: intInRange(0, 65535).default(CONFIG_DEFAULTS.weight),
   upper_threshold: intInRange(0, MAX_THRESHOLD).default(0),
   lower_threshold: intInRange(0, MAX_THRESHOLD).default(0),
+  drain: checkFlag.optional(),
   health_check: healthCheckSchema.optional(),
+  inhibit_on_failure: checkFlag.optional(),
+  notify_up: notifyCommand.optional(),
+  notify_down: notifyCommand.optional(),
 });
 
 /** A service port: 1..65535, or 0 (any port), which the semantic pass allows with persistence only. */
@@ -465,6 +533,9 @@ const serviceSchema = strictMap({
   reals: z.array(realSchema).default([]),
   health_check: healthCheckSchema.optional(),
   inhibit_on_failure: checkFlag.optional(),
+  expire_on_failure: checkFlag.optional(),
+  notify_up: notifyCommand.optional(),
+  notify_down: notifyCommand.optional(),
   sorry_server: strictMap({
     address: checkedString("an IPv4 address", unicastIpv4Problem),
     port: intInRange(1, 65535).optional(),
@@ -475,10 +546,29 @@ const serviceSchema = strictMap({
 
 const configSchema = strictMap({
   admin: strictMap({
-    listen: checkedString("a HOST:PORT string, e.g. 127.0.0.1:9180", (s) => {
-      const r = splitListen(s);
+    listen: checkedString("a HOST:PORT string or unix:/PATH, e.g. 127.0.0.1:9180", (s) => {
+      const r = parseAdminListen(s);
       return typeof r === "string" ? r : null;
     }).default(CONFIG_DEFAULTS.adminListen),
+    // The token itself never goes in this file (it is often shared, versioned, printed).
+    token_file: checkedString(
+      "the absolute path of the file holding the admin token",
+      (s) => absolutePathProblem(s, "/etc/tunvs/admin.token"),
+    ).optional(),
+  }).superRefine((admin, ctx) => {
+    const listen = parseAdminListen(admin.listen);
+    if (typeof listen === "string" || admin.token_file !== undefined) return;
+    if (listen.transport === "tcp" && !isLoopbackHost(listen.host)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["token_file"],
+        message: `is required when admin.listen is not a loopback address ` +
+          `(got ${admin.listen}): anyone who reaches it could change the rules. Write a random ` +
+          `token to a file only root can read and name it here, or listen on 127.0.0.1:PORT ` +
+          `or unix:/PATH`,
+        input: admin,
+      });
+    }
   }).prefault({}),
   dataplane: strictMap({ tun: interfaceName.default(CONFIG_DEFAULTS.tun) }).prefault({}),
   host: strictMap({ uplink: interfaceName.optional(), realside: interfaceName.optional() })
@@ -736,11 +826,42 @@ function healthCheckIssues(svc: Record<string, unknown>, i: number, issues: RawI
     }
   };
   report(healthCheckProblems(svc.health_check, undefined));
+  const forward = svc.forward ?? CONFIG_DEFAULTS.forward;
+  const sorryPort = asRecord(svc.sorry_server)?.port;
+  if ((forward === "dr" || forward === "tunnel") && typeof sorryPort === "number") {
+    // As a DR/tunnel real: the packet reaches it unchanged (keepalived resets the port).
+    if (servesAnyPort(svc)) {
+      issues.push({
+        path: ["services", i, "sorry_server", "port"],
+        message: `a ${forward} sorry server serves the port the client asked for; remove port`,
+      });
+    } else if (typeof svc.port === "number" && sorryPort !== svc.port) {
+      issues.push({
+        path: ["services", i, "sorry_server", "port"],
+        message: `a ${forward} sorry server serves the service's port ${svc.port}, unchanged ` +
+          `(got ${sorryPort}); remove port`,
+      });
+    }
+  }
   if (!Array.isArray(svc.reals)) return;
+  const serviceCheck = asRecord(svc.health_check);
   svc.reals.forEach((entry, j) => {
     const real = asRecord(entry);
-    if (real?.health_check === undefined) return;
-    report(healthCheckProblems(svc.health_check, real.health_check), j);
+    if (real === null) return;
+    const realCheck = asRecord(real.health_check);
+    if (real.health_check !== undefined) {
+      report(healthCheckProblems(svc.health_check, real.health_check), j);
+    }
+    // A real that takes the client's port has no port of its own for a check to probe.
+    const type = realCheck?.type ?? serviceCheck?.type;
+    const probes = type === "tcp" || type === "http" || type === "https" || type === "udp";
+    const port = realCheck?.port ?? serviceCheck?.port;
+    if (probes && real.port === undefined && servesAnyPort(svc) && port === undefined) {
+      issues.push({
+        path: ["services", i, "reals", j],
+        message: `a real without a port needs health_check.port: the port a ${type} check probes`,
+      });
+    }
   });
 }
 
@@ -898,11 +1019,26 @@ function zodIssues(issues: readonly z.core.$ZodIssue[]): RawIssue[] {
   return out;
 }
 
+/** A real's notify_up/notify_down as words, each present when configured. */
+function notifyCommands(
+  up: string | string[] | undefined,
+  down: string | string[] | undefined,
+): { notifyUp?: string[]; notifyDown?: string[] } {
+  return {
+    ...(up === undefined ? {} : { notifyUp: commandWords(up) }),
+    ...(down === undefined ? {} : { notifyDown: commandWords(down) }),
+  };
+}
+
 function toModel(out: SchemaOutput): ApplianceConfig {
-  const listen = splitListen(out.admin.listen);
+  const listen = parseAdminListen(out.admin.listen);
   if (typeof listen === "string") throw new Error(`unreachable: validated listen ${listen}`);
   return {
-    admin: { listen: out.admin.listen, host: listen.host, port: listen.port },
+    admin: {
+      listen: out.admin.listen,
+      ...listen,
+      ...(out.admin.token_file === undefined ? {} : { tokenFile: out.admin.token_file }),
+    },
     dataplane: { tun: out.dataplane.tun },
     host: {
       ...(out.host.uplink === undefined ? {} : { uplink: out.host.uplink }),
@@ -937,13 +1073,19 @@ function toModel(out: SchemaOutput): ApplianceConfig {
             weight: r.weight,
             upperThreshold: r.upper_threshold,
             lowerThreshold: r.lower_threshold,
+            ...(r.drain === true ? { drain: true as const } : {}),
             ...(healthCheck === undefined ? {} : { healthCheck }),
+            ...(r.inhibit_on_failure === undefined
+              ? {}
+              : { inhibitOnFailure: r.inhibit_on_failure }),
+            ...notifyCommands(r.notify_up ?? s.notify_up, r.notify_down ?? s.notify_down),
           };
         }),
         ...(s.health_check === undefined
           ? {}
           : { healthCheck: resolveHealthCheck(s.health_check, undefined) }),
         ...(s.inhibit_on_failure === true ? { inhibitOnFailure: true as const } : {}),
+        ...(s.expire_on_failure === true ? { expireOnFailure: true as const } : {}),
         ...(s.sorry_server === undefined ? {} : {
           sorryServer: { address: s.sorry_server.address, port: s.sorry_server.port ?? port },
         }),
@@ -1045,16 +1187,19 @@ export function parseConfig(text: string, file: string = DEFAULT_CONFIG_PATH): A
   return toModel(parsed.data);
 }
 
-/** Reads and validates a config file; a missing or unreadable file is a ConfigError at 1:1. */
-export async function loadConfig(path: string): Promise<ApplianceConfig> {
-  let text: string;
+/** Reads a config file's text; a missing or unreadable file is a ConfigError at 1:1. */
+export async function readConfigText(path: string): Promise<string> {
   try {
-    text = await Deno.readTextFile(path);
+    return await Deno.readTextFile(path);
   } catch (e) {
     const message = e instanceof Deno.errors.NotFound
       ? "config file not found"
       : `cannot read config file: ${e instanceof Error ? e.message : String(e)}`;
     throw new ConfigError([{ file: path, line: 1, col: 1, path: "", message }]);
   }
-  return parseConfig(text, path);
+}
+
+/** Reads and validates a config file; a missing or unreadable file is a ConfigError at 1:1. */
+export async function loadConfig(path: string): Promise<ApplianceConfig> {
+  return parseConfig(await readConfigText(path), path);
 }

@@ -45,7 +45,8 @@ export function compileDataplaneSpec(config: ApplianceConfig): DataplaneSpec {
       reals: s.reals.map((r) => ({
         addr: addr(r.address),
         port: r.port,
-        weight: r.weight,
+        // A drained real takes no new connections; its own weight returns with restore.
+        weight: r.drain === true ? 0 : r.weight,
         upperThreshold: r.upperThreshold,
         lowerThreshold: r.lowerThreshold,
       })),

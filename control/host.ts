@@ -93,35 +93,32 @@ async function writeSysctl(key: string, value: string): Promise<void> {
   await Deno.writeTextFile(`/proc/sys/${key}`, value);
 }
 
-/** The host changes tunvs made, newest last, each with the step that reverts it. */
+/** One piece of host state a plan needs, with how to make and unmake it. */
+interface HostItem {
+  what: string;
+  make: () => Promise<unknown>;
+  revert: () => Promise<unknown>;
+}
+
+/**
+ * The host changes tunvs made, each with the step that reverts it. Settings the appliance needs
+ * whatever it serves (link up, forwarding, the TUN's sysctls) are made once by `apply`; the
+ * per-address state (VIP routes, proxy ARP, reply rules) follows the configuration through
+ * `sync`, which adds what a new plan needs and removes what it no longer does.
+ */
 export class HostChanges {
   readonly #undo: { what: string; revert: () => Promise<unknown> }[] = [];
+  readonly #items = new Map<string, HostItem>();
+  #base: HostPlan | null = null;
 
   /** What has been changed, oldest first. */
   get applied(): string[] {
-    return this.#undo.map((u) => u.what);
+    return [...this.#undo.map((u) => u.what), ...[...this.#items.values()].map((i) => i.what)];
   }
 
-  /** Applies the plan: link up, sysctls, VIP routes, proxy ARP, reply rule. */
+  /** Applies the plan: link up, sysctls, then everything `sync` makes. */
   async apply(plan: HostPlan): Promise<void> {
-    const locals = await localAddresses();
-    const steered = [
-      ...plan.vips.map((address) => ({ address, what: "VIP" })),
-      ...(plan.localAddresses ?? []).map((address) => ({
-        address,
-        what: "FULLNAT local address",
-      })),
-    ];
-    for (const { address, what } of steered) {
-      const own = locals.find((l) => l.address === address);
-      if (own) {
-        throw new HostError(
-          `${what} ${address} is a local address of this host (on ${own.ifname}); ` +
-            `the kernel would answer it itself. Remove it from ${own.ifname} ` +
-            `(ip addr del ${address}/${own.prefixlen} dev ${own.ifname}) or choose another ${what}`,
-        );
-      }
-    }
+    await this.#checkAddresses(plan);
     await this.#removeStaleRules();
 
     await ip(["link", "set", plan.tun, "up"]);
@@ -132,90 +129,135 @@ export class HostChanges {
     // The director's own ICMP errors (e.g. fragmentation needed, sent from a local address
     // to the VIP) come back out of the TUN translated for a real: accept local sources there.
     await this.#sysctl(`net/ipv4/conf/${plan.tun}/accept_local`, "1");
+    this.#base = plan;
+    await this.sync(plan);
+  }
 
-    for (const { address: vip, what } of steered) {
-      await ip(["route", "replace", `${vip}/32`, "dev", plan.tun]);
-      this.#record(
-        `route ${vip} dev ${plan.tun}`,
-        () => ip(["route", "del", `${vip}/32`, "dev", plan.tun]).catch(() => {}),
+  /**
+   * Brings the per-address state in line with `plan`: new VIPs and local addresses are routed
+   * and announced, NAT reals get reply rules; what `plan` lacks is removed. The TUN and the
+   * interfaces must be the ones `apply` was given (a restart changes those).
+   */
+  async sync(plan: HostPlan): Promise<void> {
+    const base = this.#base;
+    if (base === null) throw new HostError("host changes were not applied yet");
+    for (
+      const [what, now, was] of [
+        ["tun device", plan.tun, base.tun],
+        ["uplink", plan.uplink, base.uplink],
+        ["realside", plan.realside, base.realside],
+      ] as const
+    ) {
+      if (now !== was) {
+        throw new HostError(
+          `${what} ${now ?? "(auto)"} differs from the running ${was ?? "(auto)"}; ` +
+            "restart tunvs to change it",
+        );
+      }
+    }
+    await this.#checkAddresses(plan);
+    const wanted = await this.#itemsFor(plan);
+    const removed = [...this.#items.keys()].filter((k) => !wanted.has(k)).reverse();
+    for (const key of removed) {
+      const item = this.#items.get(key)!;
+      this.#items.delete(key);
+      await item.revert().catch((err) =>
+        log("could not remove host state", { change: item.what, error: String(err) })
       );
+    }
+    for (const [key, item] of wanted) {
+      if (this.#items.has(key)) continue;
+      await item.make();
+      this.#items.set(key, item);
+    }
+  }
+
+  /** The per-address state `plan` needs, in the order it must be made. */
+  async #itemsFor(plan: HostPlan): Promise<Map<string, HostItem>> {
+    const items = new Map<string, HostItem>();
+    const locals = await localAddresses();
+    for (const { address, what } of steeredAddresses(plan)) {
+      items.set(`route ${address}`, {
+        what: `route ${address} dev ${plan.tun}`,
+        make: () => ip(["route", "replace", `${address}/32`, "dev", plan.tun]),
+        revert: () => ip(["route", "del", `${address}/32`, "dev", plan.tun]).catch(() => {}),
+      });
       // The uplink setting names where clients are; local addresses face the reals.
       const uplink = (what === "VIP" ? plan.uplink : undefined) ??
-        locals.find((l) => l.ifname !== plan.tun && inSubnet(vip, l.address, l.prefixlen))
+        locals.find((l) => l.ifname !== plan.tun && inSubnet(address, l.address, l.prefixlen))
           ?.ifname;
       if (uplink === undefined) {
-        log(`${what} is on no connected subnet; a router must route it to this host`, {
-          address: vip,
+        items.set(`unrouted ${address}`, {
+          what: `${what} ${address} on no connected subnet`,
+          make: () => {
+            log(`${what} is on no connected subnet; a router must route it to this host`, {
+              address,
+            });
+            return Promise.resolve();
+          },
+          revert: () => Promise.resolve(),
         });
         continue;
       }
-      // Answer ARP at once instead of after the default random proxy delay.
-      await this.#sysctl(`net/ipv4/neigh/${uplink}/proxy_delay`, "0");
-      await ip(["neigh", "replace", "proxy", vip, "dev", uplink]);
-      this.#record(
-        `proxy arp ${vip} dev ${uplink}`,
-        () => ip(["neigh", "del", "proxy", vip, "dev", uplink]).catch(() => {}),
-      );
-      await announce(uplink, vip).catch((err) =>
-        log("gratuitous ARP failed", { vip, uplink, error: err.message })
-      );
+      items.set(`proxy ${address} ${uplink}`, {
+        what: `proxy arp ${address} dev ${uplink}`,
+        make: async () => {
+          // Answer ARP at once instead of after the default random proxy delay.
+          await this.#sysctl(`net/ipv4/neigh/${uplink}/proxy_delay`, "0");
+          await ip(["neigh", "replace", "proxy", address, "dev", uplink]);
+          await announce(uplink, address).catch((err) =>
+            log("gratuitous ARP failed", { address, uplink, error: err.message })
+          );
+        },
+        revert: () => ip(["neigh", "del", "proxy", address, "dev", uplink]).catch(() => {}),
+      });
     }
 
-    // Only the reals' replies enter the TUN: a rule per real address, protocol and source
-    // port. A rule on the interface alone would also steer the reverse-path lookups of
-    // traffic towards the reals, and strict rp_filter on the uplink would then drop it.
-    const rules: string[][] = [];
-    for (const real of plan.natReals) {
-      const dev = plan.realside ?? await routeDevice(real.address);
-      if (dev === plan.tun || dev === "lo") continue;
-      for (const [lo, hi] of real.ports) {
-        const rule = [
-          "iif",
-          dev,
-          "from",
-          `${real.address}/32`,
-          "ipproto",
-          real.protocol,
-          "sport",
-          lo === hi ? String(lo) : `${lo}-${hi}`,
-          "lookup",
-          String(REPLY_TABLE),
-          "pref",
-          String(REPLY_RULE_PRIORITY),
-        ];
-        if (!rules.some((r) => r.join(" ") === rule.join(" "))) rules.push(rule);
-      }
-      // ICMP errors from a real about a client's packet (port unreachable, fragmentation
-      // needed) must be translated too, so they come back from the VIP.
-      const icmp = [
-        "iif",
-        dev,
-        "from",
-        `${real.address}/32`,
-        "ipproto",
-        "icmp",
-        "lookup",
-        String(REPLY_TABLE),
-        "pref",
-        String(REPLY_RULE_PRIORITY),
-      ];
-      if (!rules.some((r) => r.join(" ") === icmp.join(" "))) rules.push(icmp);
-    }
+    const rules = await replyRules(plan);
     if (rules.length > 0) {
-      await ip(["route", "replace", "default", "dev", plan.tun, "table", String(REPLY_TABLE)]);
-      this.#record(
-        `default dev ${plan.tun} table ${REPLY_TABLE}`,
-        () => ip(["route", "flush", "table", String(REPLY_TABLE)]).catch(() => {}),
-      );
+      items.set("reply table", {
+        what: `default dev ${plan.tun} table ${REPLY_TABLE}`,
+        make: () =>
+          ip(["route", "replace", "default", "dev", plan.tun, "table", String(REPLY_TABLE)]),
+        revert: () => ip(["route", "flush", "table", String(REPLY_TABLE)]).catch(() => {}),
+      });
     }
     for (const rule of rules) {
-      await ip(["rule", "add", ...rule]);
-      this.#record(`rule ${rule.join(" ")}`, () => ip(["rule", "del", ...rule]).catch(() => {}));
+      items.set(`rule ${rule.join(" ")}`, {
+        what: `rule ${rule.join(" ")}`,
+        make: () => ip(["rule", "add", ...rule]),
+        revert: () => ip(["rule", "del", ...rule]).catch(() => {}),
+      });
+    }
+    return items;
+  }
+
+  /** Refuses VIPs and local addresses the host itself owns: the kernel would answer them. */
+  async #checkAddresses(plan: HostPlan): Promise<void> {
+    const locals = await localAddresses();
+    for (const { address, what } of steeredAddresses(plan)) {
+      const own = locals.find((l) => l.address === address);
+      if (own) {
+        throw new HostError(
+          `${what} ${address} is a local address of this host (on ${own.ifname}); ` +
+            `the kernel would answer it itself. Remove it from ${own.ifname} ` +
+            `(ip addr del ${address}/${own.prefixlen} dev ${own.ifname}) or choose another ${what}`,
+        );
+      }
     }
   }
 
   /** Reverts every recorded change, newest first; never throws. */
   async undo(): Promise<void> {
+    for (const item of [...this.#items.values()].reverse()) {
+      try {
+        await item.revert();
+      } catch (err) {
+        log("could not revert host change", { change: item.what, error: String(err) });
+      }
+    }
+    this.#items.clear();
+    this.#base = null;
     while (this.#undo.length > 0) {
       const step = this.#undo.pop()!;
       try {
@@ -277,4 +319,46 @@ export class HostChanges {
       }
     }
   }
+}
+
+/** The addresses a plan routes into the TUN, with what they are. */
+function steeredAddresses(plan: HostPlan): { address: string; what: string }[] {
+  return [
+    ...plan.vips.map((address) => ({ address, what: "VIP" })),
+    ...(plan.localAddresses ?? []).map((address) => ({ address, what: "FULLNAT local address" })),
+  ];
+}
+
+/**
+ * The policy rules that steer NAT reals' replies into the TUN: one per real address, protocol
+ * and source port range, plus one for the ICMP errors they send about clients' packets. A rule
+ * on the interface alone would also steer the reverse-path lookups of traffic towards the reals,
+ * and strict rp_filter on the uplink would then drop it.
+ */
+async function replyRules(plan: HostPlan): Promise<string[][]> {
+  const rules: string[][] = [];
+  const add = (rule: string[]) => {
+    if (!rules.some((r) => r.join(" ") === rule.join(" "))) rules.push(rule);
+  };
+  const tail = ["lookup", String(REPLY_TABLE), "pref", String(REPLY_RULE_PRIORITY)];
+  for (const real of plan.natReals) {
+    const dev = plan.realside ?? await routeDevice(real.address);
+    if (dev === plan.tun || dev === "lo") continue;
+    for (const [lo, hi] of real.ports) {
+      const sport = lo === hi ? String(lo) : `${lo}-${hi}`;
+      add([
+        "iif",
+        dev,
+        "from",
+        `${real.address}/32`,
+        "ipproto",
+        real.protocol,
+        "sport",
+        sport,
+        ...tail,
+      ]);
+    }
+    add(["iif", dev, "from", `${real.address}/32`, "ipproto", "icmp", ...tail]);
+  }
+  return rules;
 }

@@ -43,8 +43,13 @@ export interface ApplianceProcess {
   logs(): string;
   /** GETs `path` on the admin endpoint and parses JSON; throws on non-2xx. */
   api(path: string): Promise<unknown>;
-  /** Sends any request to the admin endpoint; never throws for HTTP errors. */
-  request(method: string, path: string, body?: unknown): Promise<AdminResponse>;
+  /** Sends any request to the admin endpoint with extra headers; never throws for HTTP errors. */
+  request(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<AdminResponse>;
   /** Resolves with the exit code when it exits (on its own or by stop()). */
   exited: Promise<number>;
 }
@@ -108,8 +113,14 @@ export async function startAppliance(
     return exitCode;
   });
 
-  const request = async (method: string, path: string, body?: unknown): Promise<AdminResponse> => {
+  const request = async (
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<AdminResponse> => {
     const args = ["curl", "-sS", "--noproxy", "*", "--max-time", "5", "-X", method];
+    for (const [name, value] of Object.entries(headers)) args.push("-H", `${name}: ${value}`);
     if (body !== undefined) {
       args.push("-H", "content-type: application/json", "--data-binary", "@-");
     }

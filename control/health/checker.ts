@@ -3,7 +3,12 @@ import { execCheck } from "./exec.ts";
 import { httpCheck } from "./http.ts";
 import { noneCheck } from "./none.ts";
 import { tcpCheck } from "./tcp.ts";
-import type { CheckResult, CheckTarget, HealthCheckConfig } from "./types.ts";
+import {
+  type CheckResult,
+  type CheckTarget,
+  HEALTH_CHECK_DEFAULTS,
+  type HealthCheckConfig,
+} from "./types.ts";
 import { udpCheck } from "./udp.ts";
 
 /** One check attempt against a target, ending by the time `signal` aborts. */
@@ -17,7 +22,13 @@ export function checkerFor(config: HealthCheckConfig): Checker {
     case "http":
     case "https": {
       const settings = config.http ??
-        { method: "GET", path: "/", status: [200], digest: null, substring: null, host: null };
+        {
+          ...HEALTH_CHECK_DEFAULTS.http,
+          status: [...HEALTH_CHECK_DEFAULTS.http.status],
+          digest: null,
+          substring: null,
+          host: null,
+        };
       const tls = config.type === "https";
       return (target, signal) => httpCheck(target, settings, tls, signal);
     }

@@ -25,6 +25,14 @@ export type HealthChangeCallback = (
 /** Called when a dynamic exec check asks for a new weight. */
 export type WeightChangeCallback = (service: string, real: CheckTarget, weight: number) => void;
 
+/** Called after every round, before any state change it causes is reported. */
+export type RoundCallback = (
+  service: string,
+  real: CheckTarget,
+  type: HealthCheckConfig["type"],
+  last: LastCheck,
+) => void;
+
 /** An operator's override: force the real up or down, or null to follow the checks. */
 export type ForcedState = "up" | "down" | null;
 
@@ -32,6 +40,7 @@ export type ForcedState = "up" | "down" | null;
 export interface HealthMonitorOptions {
   onChange: HealthChangeCallback;
   onWeight?: WeightChangeCallback;
+  onRound?: RoundCallback;
   clock?: Clock;
   /** Uniform [0, 1) source for the jitter. */
   random?: () => number;
@@ -83,6 +92,8 @@ export interface RealHealthStatus {
 interface RealState {
   service: string;
   target: CheckTarget;
+  /** Where checks go: the check's own port, else the real's. */
+  probe: CheckTarget;
   config: HealthCheckConfig;
   checker: Checker;
   checkedUp: boolean;
@@ -104,6 +115,24 @@ function key(service: string, target: CheckTarget): string {
 
 function effective(r: RealState): boolean {
   return r.forced === null ? r.checkedUp : r.forced === "up";
+}
+
+function statusOf(r: RealState): RealHealthStatus {
+  return {
+    service: r.service,
+    address: r.target.address,
+    port: r.target.port,
+    type: r.config.type,
+    up: effective(r),
+    checkedUp: r.checkedUp,
+    forced: r.forced,
+    paused: r.paused,
+    successes: r.successes,
+    failures: r.failures,
+    ...(r.weight === undefined ? {} : { weight: r.weight }),
+    last: r.last === null ? null : { ...r.last },
+    lastChange: r.lastChange,
+  };
 }
 
 /** Runs health checks for registered reals and reports their state changes. */
@@ -131,16 +160,24 @@ export class HealthMonitor {
 
   /**
    * Starts checking a real; its first round runs at once (after the jitter). Returns the state
-   * it starts in: down with `alpha`, else up. A real already registered is replaced.
+   * it starts in: `initialUp` when given (a real whose check changed keeps its state), else
+   * down with `alpha` and up without. A real already registered is replaced. Checks probe
+   * `config.port` when set, else the target's port.
    */
-  add(service: string, target: CheckTarget, config: HealthCheckConfig): boolean {
+  add(
+    service: string,
+    target: CheckTarget,
+    config: HealthCheckConfig,
+    initialUp?: boolean,
+  ): boolean {
     this.remove(service, target);
     const r: RealState = {
       service,
       target: { address: target.address, port: target.port },
+      probe: { address: target.address, port: config.port ?? target.port },
       config,
       checker: this.makeChecker(config),
-      checkedUp: !config.alpha,
+      checkedUp: initialUp ?? !config.alpha,
       forced: null,
       paused: false,
       stopped: false,
@@ -209,21 +246,13 @@ export class HealthMonitor {
 
   /** Every real's health, in registration order. */
   status(): RealHealthStatus[] {
-    return [...this.reals.values()].map((r) => ({
-      service: r.service,
-      address: r.target.address,
-      port: r.target.port,
-      type: r.config.type,
-      up: effective(r),
-      checkedUp: r.checkedUp,
-      forced: r.forced,
-      paused: r.paused,
-      successes: r.successes,
-      failures: r.failures,
-      ...(r.weight === undefined ? {} : { weight: r.weight }),
-      last: r.last === null ? null : { ...r.last },
-      lastChange: r.lastChange,
-    }));
+    return [...this.reals.values()].map(statusOf);
+  }
+
+  /** One real's health, or undefined when it is not registered. */
+  statusOf(service: string, target: CheckTarget): RealHealthStatus | undefined {
+    const r = this.reals.get(key(service, target));
+    return r === undefined ? undefined : statusOf(r);
   }
 
   private get(service: string, target: CheckTarget): RealState {
@@ -267,7 +296,7 @@ export class HealthMonitor {
     const controller = new AbortController();
     const timer = this.clock.setTimeout(() => controller.abort(), r.config.timeout * 1000);
     try {
-      return await r.checker(r.target, controller.signal);
+      return await r.checker(r.probe, controller.signal);
     } catch (e) {
       return { ok: false, latencyMs: 0, reason: e instanceof Error ? e.message : String(e) };
     } finally {
@@ -297,6 +326,7 @@ export class HealthMonitor {
       attempts,
       at: this.clock.now(),
     };
+    this.options.onRound?.(r.service, { ...r.target }, r.config.type, { ...r.last });
     this.record(r, result.ok, result.reason, result.weight);
     if (!r.paused) this.schedule(r, r.config.interval * 1000);
   }

@@ -57,8 +57,8 @@ function merge(service: RawHealthCheck | undefined, real: RawHealthCheck | undef
   return out;
 }
 
-/** Splits a command line on whitespace, as keepalived's misc_path is given. */
-function commandWords(command: string | string[]): string[] {
+/** Splits a command line on whitespace (keepalived's misc_path, notify_up); a list is kept. */
+export function commandWords(command: string | string[]): string[] {
   return typeof command === "string" ? command.trim().split(/\s+/).filter((w) => w !== "") : [
     ...command,
   ];
@@ -132,18 +132,22 @@ export function resolveHealthCheck(
   const m = merge(service, real);
   if (m.type === undefined) throw new Error("unreachable: health check without a type");
   const d = HEALTH_CHECK_DEFAULTS;
+  const interval = m.interval ?? d.interval;
+  const isHttp = m.type === "http" || m.type === "https";
   const config: HealthCheckConfig = {
     type: m.type,
-    interval: m.interval ?? d.interval,
-    timeout: m.timeout ?? d.timeout,
+    interval,
+    // MISC_CHECK's misc_timeout defaults to delay_loop; connect_timeout does not apply to it.
+    timeout: m.timeout ?? (m.type === "exec" ? interval : d.timeout),
     retry: m.retry ?? (m.type === "exec" ? d.execRetry : d.retry),
-    delayBeforeRetry: m.delay_before_retry ?? d.delayBeforeRetry,
+    delayBeforeRetry: m.delay_before_retry ??
+      (isHttp ? d.httpDelayBeforeRetry : d.delayBeforeRetry),
     rise: m.rise ?? d.rise,
     fall: m.fall ?? d.fall,
     alpha: m.alpha ?? d.alpha,
   };
   if (m.port !== undefined) config.port = m.port;
-  if (m.type === "http" || m.type === "https") {
+  if (isHttp) {
     const h = m.http ?? {};
     const http: HttpCheckSettings = {
       method: h.method ?? d.http.method,

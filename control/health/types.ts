@@ -79,9 +79,18 @@ export interface HealthCheckConfig {
   exec?: ExecCheckSettings;
 }
 
+/** keepalived's HTTP_GET/SSL_GET default: any 2xx status (HTTP_DEFAULT_STATUS_CODE_MIN..MAX). */
+export const HTTP_DEFAULT_STATUS: readonly number[] = Array.from(
+  { length: 100 },
+  (_, i) => 200 + i,
+);
+
 /**
- * keepalived's defaults: delay_loop 60, connect_timeout 5, delay_before_retry 1; retry 1
- * (MISC_CHECK: 0); rise/fall 1, which is keepalived's behaviour of acting on one failed round.
+ * keepalived's defaults, as keepalived.conf(5) (2.2.7) and its check code give them:
+ * delay_loop 60 (KEEPALIVED_DEFAULT_DELAY), connect_timeout 5, retry 1 (MISC_CHECK: 0),
+ * delay_before_retry 1 (HTTP_GET/SSL_GET: 3, check_http.c), url status_code 200-299. MISC_CHECK
+ * has no connect_timeout: its misc_timeout defaults to delay_loop, so an exec check's timeout
+ * does too. rise/fall 1 is keepalived's behaviour of acting on one failed round.
  */
 export const HEALTH_CHECK_DEFAULTS = {
   interval: 60,
@@ -89,10 +98,11 @@ export const HEALTH_CHECK_DEFAULTS = {
   retry: 1,
   execRetry: 0,
   delayBeforeRetry: 1,
+  httpDelayBeforeRetry: 3,
   rise: 1,
   fall: 1,
   alpha: false,
-  http: { method: "GET", path: "/", status: [200] },
+  http: { method: "GET", path: "/", status: HTTP_DEFAULT_STATUS },
   udp: { payload: "" },
 } as const;
 

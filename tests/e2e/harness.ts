@@ -15,6 +15,9 @@ export function e2eOptions(what: string) {
   return { ignore: needsRoot(what), sanitizeOps: false, sanitizeResources: false };
 }
 
+/** Headers of a change made regardless of the configuration's version (`If-Match: *`). */
+export const ANY = { "if-match": "*" };
+
 /** A service as the tests write it into appliance.yaml. */
 export interface ServiceDef {
   name?: string;

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import type { ApplianceProcess } from "../../lab/appliance.ts";
 import { Lab, pollUntil } from "../../lab/netns.ts";
 import { buildSeed000, type Seed000 } from "../../lab/topology.ts";
-import { e2eOptions, type ServiceDef, withAppliance, writeConfig } from "./harness.ts";
+import { ANY, e2eOptions, type ServiceDef, withAppliance, writeConfig } from "./harness.ts";
 
 const opts = e2eOptions("hot reload tests");
 const PORT = 9000;
@@ -247,12 +247,14 @@ Deno.test({
         "PUT",
         `/api/v1/services/web/reals/${real.addr}/${PORT}/weight`,
         { weight: 70000 },
+        ANY,
       );
       assert.equal(bad.status, 400, bad.body);
       const missing = await app.request(
         "PUT",
         `/api/v1/services/web/reals/10.9.9.9/${PORT}/weight`,
         { weight: 0 },
+        ANY,
       );
       assert.equal(missing.status, 404, missing.body);
 
@@ -260,9 +262,11 @@ Deno.test({
         "PUT",
         `/api/v1/services/web/reals/${real.addr}/${PORT}/weight`,
         { weight: 0 },
+        ANY,
       );
       assert.equal(res.status, 200, res.body);
-      assert.equal((JSON.parse(res.body) as { persisted: boolean }).persisted, false);
+      assert.equal((JSON.parse(res.body) as { written: boolean }).written, true);
+      assert.match(await Deno.readTextFile(config), new RegExp(`${real.addr}.*weight: 0`));
       for (let i = 0; i < 4; i++) assert.equal(await probe(lab, s), topo.reals[1 - mine].name);
       const out = await result;
       assert.equal(out.code, 0, out.stderr);

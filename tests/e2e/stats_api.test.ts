@@ -9,7 +9,7 @@ import { curl, startHttpServer } from "../../lab/servers.ts";
 import { buildSeed000 } from "../../lab/topology.ts";
 import type { ConnectionEntry } from "../../dataplane/stats/conn_listing.ts";
 import type { ServiceTrafficStats } from "../../dataplane/stats/service_stats.ts";
-import { e2eOptions, writeConfig } from "./harness.ts";
+import { ANY, e2eOptions, writeConfig } from "./harness.ts";
 
 const opts = e2eOptions("admin stats tests");
 
@@ -96,16 +96,16 @@ Deno.test(
         assert.ok(r.inPps > 0 && r.outPps > 0 && r.inBps > 0 && r.outBps > 0, JSON.stringify(r));
 
         // Timeouts at run time; bad bodies are refused naming the field.
-        const put = await app.request("PUT", "/api/v1/timeouts", { tcp: 60, udp: 20 });
+        const put = await app.request("PUT", "/api/v1/timeouts", { tcp: 60, udp: 20 }, ANY);
         assert.equal(put.status, 200, put.body);
         assert.deepEqual(JSON.parse(put.body), { tcp: 60, tcpfin: 120, udp: 20 });
         assert.deepEqual(await app.api("/api/v1/timeouts"), { tcp: 60, tcpfin: 120, udp: 20 });
         for (const body of [{ tcp: 0 }, { tcp: "60" }, { tcpfin: 1.5 }]) {
-          const bad = await app.request("PUT", "/api/v1/timeouts", body);
+          const bad = await app.request("PUT", "/api/v1/timeouts", body, ANY);
           assert.equal(bad.status, 400, bad.body);
           assert.equal(JSON.parse(bad.body).field, Object.keys(body)[0]);
         }
-        assert.equal((await app.request("PUT", "/api/v1/timeouts", "nonsense")).status, 400);
+        assert.equal((await app.request("PUT", "/api/v1/timeouts", "nonsense", ANY)).status, 400);
         assert.deepEqual(await app.api("/api/v1/timeouts"), { tcp: 60, tcpfin: 120, udp: 20 });
 
         // Zeroing resets counters and rates; traffic afterwards counts from zero.

@@ -14,6 +14,7 @@ import { Engine } from "../../dataplane/engine.ts";
 import { DataplaneRequests } from "../../dataplane/stats/requests.ts";
 import { TCP_ACK, TCP_FIN, TCP_SYN } from "../../dataplane/wire/tcp.ts";
 import { CLIENT, REAL1, VIP } from "../fixtures/dataplane_specs.ts";
+import { adminFixture } from "../fixtures/admin_harness.ts";
 import { tcp, udp } from "../fixtures/packet_builders.ts";
 
 const CONFIG = `
@@ -42,7 +43,7 @@ function setup() {
   const engine = new Engine({ ...compileDataplaneSpec(config), maxConnections: 4096 });
   const requests = new DataplaneRequests(engine);
   const source: AdminSource = {
-    config: () => config,
+    running: { config, version: "0", text: CONFIG, raw: () => ({}) },
     // As DataplaneHandle.request: a refused request rejects with DataplaneRequestError.
     request: (name, params) => {
       try {
@@ -127,35 +128,48 @@ async function call(
   return { status: res.status, json: await res.json() };
 }
 
-Deno.test("api: /api/v1/timeouts reads, changes and refuses bad bodies naming the field", async () => {
-  const { app, engine } = setup();
-  assert.deepEqual((await call(app, "GET", "/api/v1/timeouts")).json, {
-    tcp: 900,
-    tcpfin: 120,
-    udp: 300,
-  });
-  const put = await call(app, "PUT", "/api/v1/timeouts", '{"tcpfin": 30, "udp": 2147483}');
-  assert.deepEqual(put, { status: 200, json: { tcp: 900, tcpfin: 30, udp: 2147483 } });
-  assert.deepEqual(engine.timeouts, { tcp: 900, tcpfin: 30, udp: 2147483 });
+Deno.test("api: /api/v1/timeouts reads, changes, writes back and refuses bad bodies naming the field", async () => {
+  const fx = await adminFixture(CONFIG);
+  try {
+    assert.deepEqual((await fx.call("GET", "/api/v1/timeouts")).json, {
+      tcp: 900,
+      tcpfin: 120,
+      udp: 300,
+    });
+    const put = await fx.call("PUT", "/api/v1/timeouts", '{"tcpfin": 30, "udp": 2147483}', {
+      "if-match": "*",
+    });
+    assert.equal(put.status, 200);
+    assert.deepEqual(put.json, { tcp: 900, tcpfin: 30, udp: 2147483 });
+    assert.deepEqual(fx.engine.timeouts, { tcp: 900, tcpfin: 30, udp: 2147483 });
+    assert.match(
+      await Deno.readTextFile(fx.path),
+      /timeouts: \{ tcp: 900, tcpfin: 30, udp: 2147483 \}/,
+    );
 
-  const cases: [string, string | undefined][] = [
-    ['{"tcp": 0}', "tcp"],
-    ['{"tcp": "60"}', "tcp"],
-    ['{"udp": 2147484}', "udp"],
-    ['{"tcpfin": 1.5}', "tcpfin"],
-    ['{"tcp": 60, "tcp_fin": 5}', "tcp_fin"],
-    ["[60]", undefined],
-    ["{}", undefined],
-    ["tcp=60", undefined],
-  ];
-  for (const [body, field] of cases) {
-    const r = await call(app, "PUT", "/api/v1/timeouts", body);
-    assert.equal(r.status, 400, body);
-    assert.equal(typeof r.json.error, "string", body);
-    assert.equal(r.json.field, field, `${body}: ${r.json.error}`);
-    if (field !== undefined) assert.match(String(r.json.error), new RegExp(`^${field}: `));
+    const cases: [string, string | undefined][] = [
+      ['{"tcp": 0}', "tcp"],
+      ['{"tcp": "60"}', "tcp"],
+      ['{"udp": 2147484}', "udp"],
+      ['{"tcpfin": 1.5}', "tcpfin"],
+      ['{"tcp": 60, "tcp_fin": 5}', "tcp_fin"],
+      ["[60]", undefined],
+      ["{}", undefined],
+      ["tcp=60", undefined],
+    ];
+    const file = await Deno.readTextFile(fx.path);
+    for (const [body, field] of cases) {
+      const r = await fx.call("PUT", "/api/v1/timeouts", body, { "if-match": "*" });
+      assert.equal(r.status, 400, body);
+      assert.equal(typeof r.json.error, "string", body);
+      assert.equal(r.json.field, field, `${body}: ${r.json.error}`);
+      if (field !== undefined) assert.match(String(r.json.error), new RegExp(`^${field}: `));
+    }
+    assert.deepEqual(fx.engine.timeouts, { tcp: 900, tcpfin: 30, udp: 2147483 }, "nothing changed");
+    assert.equal(await Deno.readTextFile(fx.path), file, "the file is unchanged");
+  } finally {
+    await fx.cleanup();
   }
-  assert.deepEqual(engine.timeouts, { tcp: 900, tcpfin: 30, udp: 2147483 }, "nothing changed");
 });
 
 Deno.test("api: /api/v1/stats and zeroing, per service and per real", async () => {

@@ -43,7 +43,7 @@ function withService(...lines: string[]): string {
 Deno.test("default appliance.yaml parses to the seed topology", async () => {
   const path = new URL("../../appliance.yaml", import.meta.url).pathname;
   const expected: ApplianceConfig = {
-    admin: { listen: "127.0.0.1:9180", host: "127.0.0.1", port: 9180 },
+    admin: { listen: "127.0.0.1:9180", transport: "tcp", host: "127.0.0.1", port: 9180 },
     dataplane: { tun: "tunvs0" },
     host: {},
     timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
@@ -72,7 +72,7 @@ Deno.test("defaults are applied for every optional key", () => {
     withService("vip: 10.0.0.1", "port: 443", "reals:", "  - address: 10.0.0.2"),
   );
   assert.deepEqual(cfg, {
-    admin: { listen: "127.0.0.1:9180", host: "127.0.0.1", port: 9180 },
+    admin: { listen: "127.0.0.1:9180", transport: "tcp", host: "127.0.0.1", port: 9180 },
     dataplane: { tun: "tunvs0" },
     host: {},
     timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
@@ -103,7 +103,7 @@ Deno.test("reals default to an empty list; partial timeouts keep the other defau
 Deno.test("explicit values override defaults, including host and admin", () => {
   const cfg = parseConfig(
     [
-      "admin: { listen: 0.0.0.0:8080 }",
+      "admin: { listen: 0.0.0.0:8080, token_file: /etc/tunvs/admin.token }",
       "dataplane: { tun: lb0 }",
       "host: { uplink: eth0, realside: eth1 }",
       "timeouts: { tcp: 1, tcpfin: 2147483, udp: 3 }",
@@ -112,7 +112,13 @@ Deno.test("explicit values override defaults, including host and admin", () => {
       "      reals: [{ address: 10.10.10.11, port: 5353, weight: 0 }] }",
     ].join("\n"),
   );
-  assert.deepEqual(cfg.admin, { listen: "0.0.0.0:8080", host: "0.0.0.0", port: 8080 });
+  assert.deepEqual(cfg.admin, {
+    listen: "0.0.0.0:8080",
+    transport: "tcp",
+    host: "0.0.0.0",
+    port: 8080,
+    tokenFile: "/etc/tunvs/admin.token",
+  });
   assert.deepEqual(cfg.dataplane, { tun: "lb0" });
   assert.deepEqual(cfg.host, { uplink: "eth0", realside: "eth1" });
   assert.deepEqual(cfg.timeouts, { tcp: 1, tcpfin: 2147483, udp: 3 });
@@ -186,7 +192,7 @@ Deno.test("unknown key points at the key and lists the allowed keys", () => {
   assert.equal(where(nested), "5:34 services[0].reals[0].wieght");
   assert.match(
     nested.message,
-    /^unknown key "wieght"; allowed keys: address, port, weight, upper_threshold, lower_threshold, health_check$/,
+    /^unknown key "wieght"; allowed keys: address, port, weight, upper_threshold, lower_threshold, drain, health_check, inhibit_on_failure, notify_up, notify_down$/,
   );
 
   const odd = onlyIssue('"my key": 1\nservices: []\n');
@@ -267,11 +273,74 @@ Deno.test("admin.listen must be an IPv4 host and a port", () => {
     assert.match(issue.message, pattern, listen);
   }
   const number = onlyIssue("admin: { listen: 9180 }\nservices: []\n");
-  assert.match(number.message, /must be a HOST:PORT string.*\(got 9180\)/);
+  assert.match(number.message, /must be a HOST:PORT string or unix:\/PATH.*\(got 9180\)/);
   assert.deepEqual(
-    parseConfig("admin: { listen: 10.1.2.3:65535 }\nservices: []\n").admin,
-    { listen: "10.1.2.3:65535", host: "10.1.2.3", port: 65535 },
+    parseConfig("admin: { listen: 127.1.2.3:65535 }\nservices: []\n").admin,
+    { listen: "127.1.2.3:65535", transport: "tcp", host: "127.1.2.3", port: 65535 },
   );
+});
+
+Deno.test("admin.listen may be a Unix socket: unix:/ABSOLUTE/PATH, short enough to bind", () => {
+  assert.deepEqual(
+    parseConfig("admin: { listen: unix:/run/tunvs/admin.sock }\nservices: []\n").admin,
+    { listen: "unix:/run/tunvs/admin.sock", transport: "unix", path: "/run/tunvs/admin.sock" },
+  );
+  const bad: [string, RegExp][] = [
+    ["unix:run/admin.sock", /socket path must be an absolute path.*\(got "run\/admin.sock"\)/],
+    ["unix:", /socket path must be an absolute path/],
+    ["unix:/run/tunvs/", /socket path must name a file, not a directory/],
+    ["unix:/run/a\\0b", /socket path must not contain a NUL character/],
+    [`unix:/${"a".repeat(107)}`, /socket path is too long \(108 bytes; at most 107\)/],
+    ["unix:@abstract", /socket path must be an absolute path/],
+  ];
+  for (const [listen, pattern] of bad) {
+    const issue = onlyIssue(`admin:\n  listen: "${listen}"\nservices: []\n`);
+    assert.equal(where(issue), "2:11 admin.listen", listen);
+    assert.match(issue.message, pattern, listen);
+  }
+  // The longest path the kernel binds is accepted.
+  const longest = `/${"a".repeat(106)}`;
+  assert.equal(
+    parseConfig(`admin: { listen: "unix:${longest}" }\nservices: []\n`).admin.listen,
+    `unix:${longest}`,
+  );
+});
+
+Deno.test("admin.token_file: required off loopback, an absolute path, never the token itself", () => {
+  // Off loopback without a token file: the error names the missing field, at the admin map.
+  for (const listen of ["0.0.0.0:9180", "10.1.2.3:9180", "128.0.0.1:9180"]) {
+    const issue = onlyIssue(`admin:\n  listen: ${listen}\nservices: []\n`);
+    assert.equal(where(issue), "2:3 admin.token_file", listen);
+    assert.match(issue.message, new RegExp(`^is required when admin.listen is not a loopback`));
+    assert.match(issue.message, new RegExp(`\\(got ${listen.replaceAll(".", "\\.")}\\)`));
+  }
+  // Loopback (all of 127.0.0.0/8) and Unix sockets need none; a token file is allowed there too.
+  for (const listen of ["127.0.0.1:9180", "127.255.0.9:1", "unix:/run/tunvs.sock"]) {
+    const admin = parseConfig(`admin: { listen: "${listen}" }\nservices: []\n`).admin;
+    assert.equal(admin.tokenFile, undefined, listen);
+    const withToken = parseConfig(
+      `admin: { listen: "${listen}", token_file: /etc/tunvs/token }\nservices: []\n`,
+    ).admin;
+    assert.equal(withToken.tokenFile, "/etc/tunvs/token", listen);
+  }
+  const bad: [string, RegExp][] = [
+    ["token_file: admin.token", /must be an absolute path, e.g. \/etc\/tunvs\/admin.token/],
+    ["token_file: /etc/tunvs/", /must name a file, not a directory/],
+    ["token_file: 12345", /must be the absolute path of the file holding the admin token/],
+  ];
+  for (const [line, pattern] of bad) {
+    const issue = onlyIssue(`admin:\n  listen: 127.0.0.1:9180\n  ${line}\nservices: []\n`);
+    assert.equal(where(issue).replace(/^\S+ /, ""), "admin.token_file", line);
+    assert.match(issue.message, pattern, line);
+  }
+  // The token itself has no key: an unknown key, whatever it is called.
+  for (const key of ["token", "bearer_token"]) {
+    const issue = onlyIssue(
+      `admin:\n  listen: 127.0.0.1:9180\n  ${key}: s3cr3t-s3cr3t-s3cr3t\nservices: []\n`,
+    );
+    assert.equal(where(issue), `3:3 admin.${key}`);
+    assert.match(issue.message, /unknown key .*; allowed keys: listen, token_file$/);
+  }
 });
 
 Deno.test("interface names follow the kernel's rules", () => {

@@ -162,3 +162,76 @@ Deno.test("health config: problems are reported with file:line:col and path", ()
     ],
   );
 });
+
+Deno.test("health config: keepalived's per-checker defaults (HTTP retry delay, 2xx, misc_timeout)", () => {
+  const http = parseConfig(service("    health_check: { type: http, interval: 10 }\n"));
+  const check = http.services[0].healthCheck!;
+  assert.equal(check.delayBeforeRetry, 3, "HTTP_GET/SSL_GET wait 3 s before a retry");
+  assert.equal(check.timeout, 5);
+  assert.equal(check.http?.status.length, 100);
+  assert.equal(check.http?.status[0], 200);
+  assert.equal(check.http?.status[99], 299);
+  const exec = parseConfig(
+    service("    health_check: { type: exec, interval: 10, exec: { command: /bin/true } }\n"),
+  );
+  assert.equal(exec.services[0].healthCheck?.timeout, 10, "misc_timeout defaults to delay_loop");
+  assert.equal(exec.services[0].healthCheck?.delayBeforeRetry, 1);
+});
+
+Deno.test("health config: expire_on_failure, per-real inhibit_on_failure, notify commands", () => {
+  const cfg = parseConfig(service(
+    `    health_check: { type: tcp }
+    inhibit_on_failure: true
+    expire_on_failure: true
+    notify_up: /usr/local/bin/rs-up --quiet
+    notify_down: [/bin/sh, -c, "logger down $TUNVS_REAL"]
+`,
+    `    reals:
+      - { address: 10.10.10.11, port: 80 }
+      - address: 10.10.10.12
+        port: 80
+        inhibit_on_failure: false
+        notify_down: "  /usr/local/bin/page   ops  "
+`,
+  ));
+  const svc = cfg.services[0];
+  assert.equal(svc.expireOnFailure, true);
+  const [a, b] = svc.reals;
+  assert.equal(a.inhibitOnFailure, undefined, "the service's setting applies");
+  assert.equal(b.inhibitOnFailure, false);
+  assert.deepEqual(a.notifyUp, ["/usr/local/bin/rs-up", "--quiet"]);
+  assert.deepEqual(a.notifyDown, ["/bin/sh", "-c", "logger down $TUNVS_REAL"]);
+  assert.deepEqual(b.notifyUp, ["/usr/local/bin/rs-up", "--quiet"]);
+  assert.deepEqual(b.notifyDown, ["/usr/local/bin/page", "ops"]);
+  const plain = parseConfig(service(""));
+  assert.equal(plain.services[0].expireOnFailure, undefined);
+  assert.equal(plain.services[0].reals[0].notifyUp, undefined);
+});
+
+Deno.test("health config: bad notify commands, DR sorry ports and unprobeable reals are reported", () => {
+  assert.deepEqual(
+    issuesOf(service('    notify_up: "  "\n    notify_down: []\n    expire_on_failure: 1\n')),
+    [
+      "a.yaml:5:16: services[0].notify_up: must not be empty",
+      "a.yaml:6:18: services[0].notify_down: must list the program and its arguments",
+      "a.yaml:7:24: services[0].expire_on_failure: must be true or false (got 1)",
+    ],
+  );
+  assert.deepEqual(
+    issuesOf(service("    forward: dr\n    sorry_server: { address: 10.10.10.99, port: 8080 }\n")),
+    [
+      "a.yaml:6:49: services[0].sorry_server.port: a dr sorry server serves the service's port " +
+      "80, unchanged (got 8080); remove port",
+    ],
+  );
+  const group = (check: string) =>
+    `services:\n  - name: web\n    vip: 10.10.10.1\n    ports: [80, 443]\n${check}` +
+    "    reals:\n      - { address: 10.10.10.11 }\n";
+  assert.deepEqual(issuesOf(group("    health_check: { type: tcp }\n")), [
+    "a.yaml:7:9: services[0].reals[0]: a real without a port needs health_check.port: the port " +
+    "a tcp check probes",
+  ]);
+  const probed = parseConfig(group("    health_check: { type: tcp, port: 80 }\n"), "a.yaml");
+  assert.equal(probed.services[0].reals[0].healthCheck?.port, 80);
+  parseConfig(group("    health_check: { type: exec, exec: { command: /bin/true } }\n"), "a.yaml");
+});

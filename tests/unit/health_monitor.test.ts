@@ -291,3 +291,31 @@ Deno.test("health: dynamic weights are reported when they change", async () => {
   assert.equal(monitor.status()[0].weight, 7);
   monitor.stop();
 });
+
+Deno.test("health: checks probe the check's port; initialUp and onRound", async () => {
+  const clock = new FakeClock();
+  const probed: number[] = [];
+  const rounds: { port: number; type: string; ok: boolean; attempts: number }[] = [];
+  const changes: boolean[] = [];
+  const checker: Checker = (target) => {
+    probed.push(target.port);
+    return Promise.resolve({ ok: true, latencyMs: 1, reason: "fine" });
+  };
+  const monitor = new HealthMonitor({
+    clock,
+    random: () => 0,
+    checkerFor: () => checker,
+    onChange: (_s, _r, up) => changes.push(up),
+    onRound: (_s, real, type, last) =>
+      rounds.push({ port: real.port, type, ok: last.ok, attempts: last.attempts }),
+  });
+  assert.equal(monitor.add("web", REAL, config({ port: 8080, rise: 2 }), false), false);
+  await clock.advance(0);
+  assert.deepEqual(probed, [8080]);
+  assert.deepEqual(rounds, [{ port: 80, type: "tcp", ok: true, attempts: 1 }]);
+  assert.equal(monitor.statusOf("web", REAL)?.up, false, "starts down as asked; one pass of 2");
+  await clock.advance(6000);
+  assert.deepEqual(changes, [true]);
+  assert.equal(monitor.statusOf("web", { address: "10.0.0.9", port: 80 }), undefined);
+  monitor.stop();
+});
