@@ -3,9 +3,11 @@
  */
 import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
+import { readAdminToken } from "./control/admin_auth.ts";
 import { runAppliance } from "./control/appliance.ts";
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig } from "./control/config.ts";
 import { invokedAsIpvsadm, ipvsadmMain } from "./control/ipvsadm.ts";
+import { importMain } from "./control/import/import_command.ts";
 
 /** The version this build reports. */
 export const VERSION: string = denoJson.version;
@@ -21,6 +23,8 @@ usage:
                                listens; \`tunvs ipvsadm -h\` for its options). Run as
                                \`ipvsadm\` (a symlink to dist/tunvs, or scripts/ipvsadm)
                                it is that program.
+  tunvs import --keepalived FILE | --ipvsadm FILE|- [--output FILE [--force]]
+                               convert keepalived.conf or ipvsadm -S rules to appliance.yaml
 
 FILE defaults to ./${DEFAULT_CONFIG_PATH}.
 `;
@@ -44,10 +48,14 @@ export async function main(args: string[]): Promise<number> {
         if (positionals.length > 1) throw new UsageError("check takes one configuration file");
         const file = positionals[0] ?? DEFAULT_CONFIG_PATH;
         const config = await loadConfig(file);
+        // The unit's ExecStartPre: a bad token file is found before the start, not during it.
+        if (config.admin.tokenFile !== undefined) await readAdminToken(config.admin.tokenFile);
         const reals = config.services.reduce((n, s) => n + s.reals.length, 0);
         console.log(`${file}: ok (${config.services.length} services, ${reals} reals)`);
         return 0;
       }
+      case "import":
+        return await importMain(rest);
       case "ipvsadm":
         return await ipvsadmMain(rest, "tunvs ipvsadm", VERSION);
       case "version":

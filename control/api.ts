@@ -19,6 +19,7 @@ import type { ApplianceConfig } from "./config.ts";
 import { DataplaneRequestError } from "./dataplane_handle.ts";
 import { eventStreamHandler } from "./event_stream.ts";
 import { collectMetricsSnapshot, metricsHandler } from "./metrics.ts";
+import { OPENAPI } from "./openapi.ts";
 import { ReloadError } from "./reload.ts";
 import { FileChangedOnDisk, VersionConflict, WriteBackFailed } from "./running_config.ts";
 
@@ -150,6 +151,7 @@ export function createAdminApp(source: AdminSource): Hono {
 
   registerChangeRoutes(app, source);
   registerHealthRoutes(app, source);
+  app.get("/api/v1/openapi.json", (c) => c.json(OPENAPI));
 
   app.get(
     "/metrics",

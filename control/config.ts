@@ -19,6 +19,11 @@ import { z } from "zod";
 import { SCHEDULER_NAMES, type SchedulerName } from "../dataplane/sched/registry.ts";
 import { FORWARD_METHODS as FORWARD_METHOD_NAMES, type ForwardName } from "../dataplane/service.ts";
 import { MAX_TIMEOUT_SECONDS } from "../dataplane/stats/requests.ts";
+import {
+  SYNPROXY_DEFAULTS,
+  SYNPROXY_MAX_MSS,
+  SYNPROXY_MIN_MSS,
+} from "../dataplane/synproxy/synproxy.ts";
 import { parseIpv4Address } from "../dataplane/wire/ipv4.ts";
 import { commandWords, healthCheckProblems, resolveHealthCheck } from "./health/settings.ts";
 import { HEALTH_CHECK_TYPES, type HealthCheckConfig } from "./health/types.ts";
@@ -127,6 +132,8 @@ export interface ServiceConfig {
   localAddresses: string[];
   /** Present, and true, with `toa: true` (FULLNAT over TCP): the client's address as a TCP option. */
   toa?: true;
+  /** Present, and true, with `synproxy: true` (NAT or FULLNAT over TCP): SYN cookies. */
+  synproxy?: true;
   reals: RealConfig[];
   /** Present when the service has `health_check:` (each real's effective one is on the real). */
   healthCheck?: HealthCheckConfig;
@@ -161,6 +168,8 @@ export interface ApplianceConfig {
   timeouts: { tcp: number; tcpfin: number; udp: number };
   /** FULLNAT's global local address pool (`local_addresses`). */
   localAddresses: string[];
+  /** Present when the file has `synproxy:`: the SYN proxy's MSS and key rotation (seconds). */
+  synproxy?: { mss: number; keyRotation: number };
   services: ServiceConfig[];
 }
 
@@ -530,6 +539,7 @@ const serviceSchema = strictMap({
   toa: z.boolean({
     error: (iss) => `must be true or false (got ${describe(iss.input)})`,
   }).optional(),
+  synproxy: checkFlag.optional(),
   reals: z.array(realSchema).default([]),
   health_check: healthCheckSchema.optional(),
   inhibit_on_failure: checkFlag.optional(),
@@ -579,6 +589,10 @@ const configSchema = strictMap({
     udp: timeoutSeconds(CONFIG_DEFAULTS.timeouts.udp),
   }).prefault({}),
   local_addresses: z.array(checkedString("an IPv4 address", unicastIpv4Problem)).default([]),
+  synproxy: strictMap({
+    mss: intInRange(SYNPROXY_MIN_MSS, SYNPROXY_MAX_MSS).default(SYNPROXY_DEFAULTS.mss),
+    key_rotation: intInRange(1, 86400).default(SYNPROXY_DEFAULTS.keyRotationSeconds),
+  }).optional(),
   services: z.array(serviceSchema),
 });
 
@@ -915,6 +929,22 @@ function semanticIssues(raw: unknown): RawIssue[] {
         issues.push({ path: ["services", i, "toa"], message: "toa applies to protocol: tcp only" });
       }
     }
+    if (svc.synproxy === true) {
+      const forward = svc.forward ?? CONFIG_DEFAULTS.forward;
+      if (forward === "dr" || forward === "tunnel") {
+        issues.push({
+          path: ["services", i, "synproxy"],
+          message: `synproxy needs forward: nat or fullnat; with ${forward} the real's replies ` +
+            "go to the client without passing the director, which therefore cannot translate " +
+            "their sequence numbers to the SYN cookie the client was given",
+        });
+      } else if ((svc.protocol ?? CONFIG_DEFAULTS.protocol) !== "tcp") {
+        issues.push({
+          path: ["services", i, "synproxy"],
+          message: "synproxy applies to protocol: tcp only (UDP has no handshake)",
+        });
+      }
+    }
     if (typeof svc.name === "string") {
       const first = byName.get(svc.name);
       if (first !== undefined) {
@@ -1046,6 +1076,9 @@ function toModel(out: SchemaOutput): ApplianceConfig {
     },
     timeouts: { ...out.timeouts },
     localAddresses: [...out.local_addresses],
+    ...(out.synproxy === undefined
+      ? {}
+      : { synproxy: { mss: out.synproxy.mss, keyRotation: out.synproxy.key_rotation } }),
     services: out.services.map((s) => {
       const port = s.port ?? 0;
       // A real without a port in a service of many ports takes the client's port (port 0).
@@ -1065,6 +1098,7 @@ function toModel(out: SchemaOutput): ApplianceConfig {
           ? [...(s.local_addresses ?? out.local_addresses)]
           : [],
         ...(s.toa === true ? { toa: true as const } : {}),
+        ...(s.synproxy === true ? { synproxy: true as const } : {}),
         reals: s.reals.map((r) => {
           const healthCheck = resolveHealthCheck(s.health_check, r.health_check);
           return {

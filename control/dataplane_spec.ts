@@ -21,6 +21,9 @@ export function compileDataplaneSpec(config: ApplianceConfig): DataplaneSpec {
   return {
     timeouts: { ...config.timeouts },
     maxConnections: DEFAULT_MAX_CONNECTIONS,
+    ...(config.synproxy === undefined ? {} : {
+      synproxy: { mss: config.synproxy.mss, keyRotationSeconds: config.synproxy.keyRotation },
+    }),
     services: config.services.map((s) => ({
       name: s.name,
       protocol: s.protocol === "tcp" ? PROTO_TCP : PROTO_UDP,
@@ -42,6 +45,7 @@ export function compileDataplaneSpec(config: ApplianceConfig): DataplaneSpec {
       forward: s.forward,
       localAddresses: s.localAddresses.map(addr),
       ...(s.toa === true ? { toa: true } : {}),
+      ...(s.synproxy === true ? { synproxy: true } : {}),
       reals: s.reals.map((r) => ({
         addr: addr(r.address),
         port: r.port,

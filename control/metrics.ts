@@ -81,15 +81,6 @@ export interface HealthMetrics {
   servicesDown: string[];
 }
 
-/** Synproxy counters (SYN cookies and the handshakes to reals). */
-export interface SynproxyMetrics {
-  synsAnswered: number;
-  cookiesValidated: number;
-  cookiesRejected: number;
-  handshakesCompleted: number;
-  handshakesFailed: number;
-}
-
 /** The running configuration's version and reload history. */
 export interface ConfigMetrics {
   version: string | number;
@@ -116,7 +107,6 @@ export interface MetricsSnapshot {
   /** Why the dataplane did not answer (not rendered; for the log). */
   dataplaneError?: string;
   health?: HealthMetrics;
-  synproxy?: SynproxyMetrics;
   config?: ConfigMetrics;
   process: ProcessMetrics;
 }
@@ -126,7 +116,6 @@ export interface MetricsExtras {
   /** A checked real's state, undefined for a real without health check. */
   realHealth?(service: string, address: string, port: number): "up" | "down" | undefined;
   health?: HealthMetrics;
-  synproxy?: SynproxyMetrics;
   config?: ConfigMetrics;
   /** Defaults to the time origin of this process. */
   startTimeSeconds?: number;
@@ -195,7 +184,6 @@ export async function collectMetricsSnapshot(
     },
     ...(dataplaneError === undefined ? {} : { dataplaneError }),
     ...(extras.health === undefined ? {} : { health: extras.health }),
-    ...(extras.synproxy === undefined ? {} : { synproxy: extras.synproxy }),
     ...(extras.config === undefined ? {} : { config: extras.config }),
     process: {
       residentMemoryBytes: extras.residentMemoryBytes?.() ?? Deno.memoryUsage().rss,
@@ -206,6 +194,26 @@ export async function collectMetricsSnapshot(
 
 /** Engine counters with a name and help of their own; other non-drop counters get a generic one. */
 const COUNTER_METRICS: Readonly<Record<string, { name: string; help: string }>> = {
+  synproxy_syns_answered: {
+    name: "tunvs_synproxy_syns_answered_total",
+    help: "SYNs answered with a SYN cookie (no state kept).",
+  },
+  synproxy_cookies_validated: {
+    name: "tunvs_synproxy_cookies_validated_total",
+    help: "ACKs whose SYN cookie was valid: a connection to a real was opened.",
+  },
+  synproxy_cookies_rejected: {
+    name: "tunvs_synproxy_cookies_rejected_total",
+    help: "ACKs with an invalid or stale SYN cookie, dropped.",
+  },
+  synproxy_handshakes_completed: {
+    name: "tunvs_synproxy_handshakes_completed_total",
+    help: "Handshakes with reals completed after a valid cookie.",
+  },
+  synproxy_handshakes_failed: {
+    name: "tunvs_synproxy_handshakes_failed_total",
+    help: "Handshakes with reals that failed (RST or no answer); the client got a RST.",
+  },
   rx_packets: { name: "tunvs_packets_received_total", help: "Packets read from the TUN." },
   forwarded: {
     name: "tunvs_packets_forwarded_total",
@@ -302,7 +310,6 @@ export function renderMetrics(snapshot: MetricsSnapshot): string {
     renderCounters(page, dp);
   }
   if (snapshot.health !== undefined) renderHealth(page, snapshot.health);
-  if (snapshot.synproxy !== undefined) renderSynproxy(page, snapshot.synproxy);
   if (snapshot.config !== undefined) renderConfig(page, snapshot.config);
 
   page.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.")
@@ -452,31 +459,6 @@ function renderHealth(page: Exposition, h: HealthMetrics): void {
     quorum.sample(s.up, { service: s.service, to: "up" })
       .sample(s.down, { service: s.service, to: "down" });
   }
-}
-
-function renderSynproxy(page: Exposition, s: SynproxyMetrics): void {
-  page.family(
-    "tunvs_synproxy_syns_answered_total",
-    "counter",
-    "SYNs answered with a SYN cookie.",
-  ).sample(s.synsAnswered);
-  page.family(
-    "tunvs_synproxy_cookies_validated_total",
-    "counter",
-    "ACKs whose SYN cookie was valid.",
-  ).sample(s.cookiesValidated);
-  page.family(
-    "tunvs_synproxy_cookies_rejected_total",
-    "counter",
-    "ACKs with an invalid or stale SYN cookie, dropped.",
-  ).sample(s.cookiesRejected);
-  page.family(
-    "tunvs_synproxy_handshakes_total",
-    "counter",
-    "Handshakes with reals after a valid cookie, by result.",
-  )
-    .sample(s.handshakesCompleted, { result: "completed" })
-    .sample(s.handshakesFailed, { result: "failed" });
 }
 
 function renderConfig(page: Exposition, c: ConfigMetrics): void {

@@ -193,6 +193,7 @@ export function applySpec(engine: Engine, spec: DataplaneSpec, options: ApplyOpt
   for (const id of doomed) {
     if ((t.flags[id] & ConnFlag.TEMPLATE) !== 0) index.delete(t, id);
     else engine.persistence.release(id);
+    if ((t.flags[id] & ConnFlag.SYNPROXY) !== 0) engine.synproxy.forget(id);
     t.remove(id);
     result.connections.cut++;
   }

@@ -15,25 +15,15 @@ import {
 import { FragmentTable } from "./conn/fragment_table.ts";
 import { type ApplyOptions, type ApplyResult, applySpec } from "./apply.ts";
 import { NO_ROOM, Persistence } from "./conn/persistence.ts";
-import {
-  icmpErrorToClient,
-  icmpErrorToReal,
-  icmpErrorTranslated,
-  quotedDstPort,
-  quotedPacket,
-  quotedSrcPort,
-} from "./forward/icmp_error.ts";
+import { ENGINE_COUNTER_NAMES, EngineCounter } from "./engine_counters.ts";
+import { forwardLaterFragment, recordFirstFragment } from "./fragment_forwarding.ts";
+import { BypassSender } from "./forward/bypass.ts";
+import { addToa, rewriteReply, rewriteRequest } from "./forward/connection_rewrite.ts";
 import { type DirectSender, NO_DIRECT_SENDER } from "./forward/direct.ts";
 import { LocalPortAllocator } from "./forward/local_ports.ts";
-import { rewriteDestination, rewriteSource } from "./forward/nat.ts";
-import { insertToa, shrinkMssForToa, TOA_NO_ROOM } from "./forward/toa.ts";
-import {
-  clampMss,
-  encapsulateIpip,
-  fragmentationNeeded,
-  IPIP_HEADER,
-  TUNNEL_MSS_OVERHEAD,
-} from "./forward/tunnel.ts";
+import { TOA_LENGTH } from "./forward/toa.ts";
+import { forwardIcmp } from "./icmp_forwarding.ts";
+import { Outbox } from "./outbox.ts";
 import {
   type DataplaneSpec,
   Forward,
@@ -42,25 +32,19 @@ import {
   type Service,
   ServiceTable,
 } from "./service.ts";
-import { adjust16, adjust32 } from "./wire/checksum.ts";
 import {
-  ICMP_ECHO_REPLY,
-  ICMP_ECHO_REQUEST,
-  ICMP_HEADER,
-  icmpChecksum,
-  icmpType,
-  parseIcmp,
-  setIcmpChecksum,
-  setIcmpType,
-} from "./wire/icmp.ts";
+  HANDSHAKE_SEGMENT_MAX,
+  HANDSHAKE_TIMEOUT_MS,
+  SYN_RESEND_AFTER_MS,
+  Synproxy,
+  SYNPROXY_DEFAULTS,
+  SynproxyPhase,
+} from "./synproxy/synproxy.ts";
+import { DROP } from "./verdict.ts";
 import {
-  fillIpHeaderChecksum,
-  ipDontFragment,
   ipDst,
   ipFragmentOffset,
-  ipHeaderChecksum,
   ipHeaderLength,
-  ipId,
   ipMoreFragments,
   ipProtocol,
   ipSrc,
@@ -69,105 +53,21 @@ import {
   PROTO_ICMP,
   PROTO_TCP,
   PROTO_UDP,
-  setIpDst,
-  setIpHeaderChecksum,
-  setIpSrc,
-  setIpTtl,
 } from "./wire/ipv4.ts";
 import {
   parseTcp,
   TCP_ACK,
   TCP_RST,
   TCP_SYN,
+  tcpAck,
   tcpDstPort,
   tcpFlags,
   tcpSrcPort,
 } from "./wire/tcp.ts";
 import { parseUdp, UDP_HEADER, udpDstPort, udpSrcPort } from "./wire/udp.ts";
 
-/** What `process` returns for a packet that must not be written back. */
-export const DROP = -1;
-
-/**
- * What `process` returns for a packet it handed to the DirectSender (DR): sent already, so not to
- * be written back.
- */
-export const SENT = -3;
-
-/** What the ICMP error path returns when the message is about no connection it handles. */
-const UNTRACKED = -2;
-
-/** Engine-wide counters, by index into `Engine.counters`. */
-export const EngineCounter = {
-  RX_PACKETS: 0,
-  FORWARDED: 1,
-  PASSED_THROUGH: 2,
-  CONNECTIONS_CREATED: 3,
-  CONNECTIONS_EXPIRED: 4,
-  ECHO_REPLIES: 5,
-  DROP_MALFORMED_IPV4: 6,
-  DROP_MALFORMED_TCP: 7,
-  DROP_MALFORMED_UDP: 8,
-  DROP_MALFORMED_ICMP: 9,
-  DROP_NO_SERVICE: 10,
-  DROP_NO_CONNECTION: 11,
-  DROP_NO_REAL: 12,
-  DROP_TABLE_FULL: 13,
-  DROP_FRAGMENT: 14,
-  DROP_UNSUPPORTED: 15,
-  /** ICMP errors about a connection, translated along it (an outcome, apart from FORWARDED). */
-  ICMP_ERRORS_TRANSLATED: 16,
-  /** Later fragments given their first fragment's addresses (apart from FORWARDED). */
-  FRAGMENTS_TRANSLATED: 17,
-  /** ICMP errors to a VIP that quote no connection we track. */
-  DROP_ICMP_UNTRACKED: 18,
-  DROP_NO_LOCAL_PORT: 19,
-  /** Client segments given the TOA option (FULLNAT with `toa`); apart from FORWARDED. */
-  TOA_INSERTED: 20,
-  /** Client segments that should have carried TOA but had no room (forwarded without it). */
-  TOA_SKIPPED: 21,
-  /** DR packets handed to the packet socket (apart from FORWARDED, which counts them too). */
-  DIRECT_SENT: 22,
-  /** DR packets the packet socket refused. */
-  DROP_DIRECT_SEND_FAILED: 23,
-  /** Client SYNs whose MSS was lowered to fit the tunnel. */
-  MSS_CLAMPED: 24,
-  /** Packets too big for the path to a tunnel or DR real, with DF: answered with frag-needed. */
-  FRAG_NEEDED_SENT: 25,
-  /** Packets too big for the path to a tunnel or DR real that could be neither sent nor answered. */
-  DROP_TOO_BIG: 26,
-} as const;
-
-/** Metric names of `EngineCounter`, indexed alike. */
-export const ENGINE_COUNTER_NAMES: readonly string[] = [
-  "rx_packets",
-  "forwarded",
-  "passed_through",
-  "connections_created",
-  "connections_expired",
-  "echo_replies",
-  "drop_malformed_ipv4",
-  "drop_malformed_tcp",
-  "drop_malformed_udp",
-  "drop_malformed_icmp",
-  "drop_no_service",
-  "drop_no_connection",
-  "drop_no_real",
-  "drop_table_full",
-  "drop_fragment",
-  "drop_unsupported",
-  "icmp_errors_translated",
-  "fragments_translated",
-  "drop_icmp_untracked",
-  "drop_no_local_port",
-  "toa_inserted",
-  "toa_skipped",
-  "direct_sent",
-  "drop_direct_send_failed",
-  "mss_clamped",
-  "frag_needed_sent",
-  "drop_too_big",
-];
+export { DROP, SENT } from "./verdict.ts";
+export { ENGINE_COUNTER_NAMES, EngineCounter } from "./engine_counters.ts";
 
 const C = EngineCounter;
 
@@ -186,18 +86,27 @@ export class Engine {
   now = 0;
   readonly #onExpire = (id: number): boolean => this.#expired(id);
   readonly #localPorts = new LocalPortAllocator();
-  readonly #direct: DirectSender;
-  /** IP ID of the next header the engine makes (tunnel outer headers, frag-needed). */
-  #ipId = 0;
+  /** The way out to tunnel and DR reals. */
+  readonly bypass: BypassSender;
+  /** SYN cookies and the proxied handshakes of `synproxy` services. */
+  readonly synproxy: Synproxy;
+  /** Packets made on the timer (`tick`): the worker writes them out, then clears it. */
+  readonly outbox = new Outbox(64);
 
   /** Builds the engine for `spec`; DR packets go out through `direct`. */
   constructor(spec: DataplaneSpec, direct: DirectSender = NO_DIRECT_SENDER) {
-    this.#direct = direct;
+    this.bypass = new BypassSender(direct, this.counters);
     this.conns = new ConnTable(spec.maxConnections);
     this.persistence = new Persistence(this.conns);
     this.services = new ServiceTable(spec.services);
     this.#timeouts = stateTimeouts(spec.timeouts);
     this.#operatorTimeouts = { ...spec.timeouts };
+    this.synproxy = new Synproxy(
+      spec.maxConnections,
+      spec.synproxy ?? SYNPROXY_DEFAULTS,
+      this.now,
+      this.counters,
+    );
   }
 
   /**
@@ -218,7 +127,9 @@ export class Engine {
     const dst = ipDst(b, off);
 
     // A later fragment has no ports: only its first fragment's rewrite tells where it goes.
-    if (ipFragmentOffset(b, off) !== 0) return this.#laterFragment(b, off, proto, src, dst, total);
+    if (ipFragmentOffset(b, off) !== 0) {
+      return forwardLaterFragment(this, b, off, proto, src, dst, total);
+    }
 
     let sport: number;
     let dport: number;
@@ -241,29 +152,231 @@ export class Engine {
       sport = udpSrcPort(b, l4);
       dport = udpDstPort(b, l4);
     } else if (proto === PROTO_ICMP) {
-      return this.#icmp(b, off, l4, l4len, src, dst, total);
+      return forwardIcmp(this, b, off, l4, l4len, src, dst, total);
     } else {
       return this.#other(dst, total);
     }
 
     const entry = this.conns.lookup(proto, src, sport, dst, dport);
-    if (entry >= 0) return this.#translate(b, off, l4, entry, proto, flags, total);
+    if (entry >= 0) {
+      if ((this.conns.flags[entry >> 1] & ConnFlag.SYNPROXY) !== 0) {
+        return this.#synproxied(b, off, l4, entry, flags, total, src, sport, dst, dport);
+      }
+      return this.#translate(b, off, l4, entry, proto, flags, total);
+    }
+    return this.#open(b, off, l4, proto, flags, total, src, sport, dst, dport);
+  }
 
+  /** A packet of no connection: opens one for a service, or answers for a SYN proxy. */
+  #open(
+    b: Uint8Array,
+    off: number,
+    l4: number,
+    proto: number,
+    flags: number,
+    total: number,
+    src: number,
+    sport: number,
+    dst: number,
+    dport: number,
+  ): number {
     const si = this.services.match(proto, dst, dport);
     if (si < 0) return this.#other(dst, total);
+    const svc = this.services.services[si];
+    if (proto === PROTO_TCP && svc.synproxy) {
+      return this.#synproxyOpen(b, off, l4, svc, flags, total, src, sport, dst, dport);
+    }
     // As IPVS: only a SYN opens a TCP connection; anything else without one is stale.
     if (proto === PROTO_TCP && (flags & (TCP_SYN | TCP_ACK)) !== TCP_SYN) {
       this.counters[C.DROP_NO_CONNECTION]++;
       return DROP;
     }
-    const id = this.#create(this.services.services[si], proto, src, sport, dst, dport);
+    const id = this.#create(svc, proto, src, sport, dst, dport);
     if (id < 0) return DROP;
     return this.#translate(b, off, l4, id << 1, proto, flags, total);
+  }
+
+  /**
+   * A synproxy service's TCP segment without a connection: a SYN is answered with a cookie
+   * SYN-ACK and forgotten; an ACK returning a valid cookie opens the connection and becomes the
+   * SYN to the real; anything else is dropped.
+   */
+  #synproxyOpen(
+    b: Uint8Array,
+    off: number,
+    l4: number,
+    svc: Service,
+    flags: number,
+    total: number,
+    src: number,
+    sport: number,
+    dst: number,
+    dport: number,
+  ): number {
+    const sp = this.synproxy;
+    const kind = flags & (TCP_SYN | TCP_ACK | TCP_RST);
+    if (kind === TCP_SYN) {
+      // A TOA service's clients must leave room for the option in every segment.
+      const mss = svc.toa ? sp.mss - TOA_LENGTH : sp.mss;
+      const len = sp.answerSyn(b, off, l4, mss, this.now, this.bypass.nextIpId());
+      if (len < 0) {
+        this.counters[C.DROP_SYNPROXY_NO_ROOM]++;
+        return DROP;
+      }
+      this.counters[C.SYNPROXY_SYNS_ANSWERED]++;
+      return len;
+    }
+    if (kind !== TCP_ACK) {
+      this.counters[C.DROP_NO_CONNECTION]++;
+      return DROP;
+    }
+    // Costs one hash and no state: an ACK flood with made-up cookies ends here.
+    const mssIndex = sp.checkAck(b, off, l4);
+    if (mssIndex < 0) {
+      this.counters[C.SYNPROXY_COOKIES_REJECTED]++;
+      return DROP;
+    }
+    this.counters[C.SYNPROXY_COOKIES_VALIDATED]++;
+    const t = this.conns;
+    const id = this.#create(svc, PROTO_TCP, src, sport, dst, dport);
+    if (id < 0) {
+      // No real or no room: the client believes it is connected, so tell it it is not.
+      this.counters[C.SYNPROXY_HANDSHAKES_FAILED]++;
+      return sp.resetUnopened(b, off, l4, this.bypass.nextIpId());
+    }
+    t.flags[id] |= ConnFlag.SYNPROXY;
+    const len = sp.open(b, off, l4, total, id, mssIndex, t, this.bypass.nextIpId());
+    if (len < 0) {
+      this.#drop(id);
+      this.counters[C.DROP_SYNPROXY_NO_ROOM]++;
+      return DROP;
+    }
+    const real = t.real[id];
+    this.#advance(id, svc, real, TCP_SYN, TcpDir.INPUT);
+    this.#expireIn(id, HANDSHAKE_TIMEOUT_MS);
+    svc.count1(real, RealCounter.IN_PACKETS, 1);
+    svc.count1(real, RealCounter.IN_BYTES, len);
+    this.counters[C.FORWARDED]++;
+    return len;
+  }
+
+  /** A segment of a connection the SYN proxy opened. */
+  #synproxied(
+    b: Uint8Array,
+    off: number,
+    l4: number,
+    entry: number,
+    flags: number,
+    total: number,
+    src: number,
+    sport: number,
+    dst: number,
+    dport: number,
+  ): number {
+    const id = entry >> 1;
+    const reply = (entry & 1) === 1;
+    const sp = this.synproxy;
+    if (sp.phase[id] === SynproxyPhase.AWAITING_REAL) {
+      return this.#awaitingReal(b, off, l4, id, reply, flags, total);
+    }
+    if (!reply && (flags & TCP_SYN) !== 0 && closing(this.conns.state[id])) {
+      // The client reuses the tuple of a connection that is over: a new connection.
+      this.#drop(id);
+      return this.#open(b, off, l4, PROTO_TCP, flags, total, src, sport, dst, dport);
+    }
+    if (reply && (flags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK)) {
+      // The real missed the ACK of its handshake and repeats its SYN-ACK: answer it again.
+      if (off + HANDSHAKE_SEGMENT_MAX > b.length) {
+        this.counters[C.DROP_SYNPROXY_NO_ROOM]++;
+        return DROP;
+      }
+      const t = this.conns;
+      let len = sp.ackToReal(b, off, id, t, sp.realTimestamp(b, l4), this.bypass.nextIpId());
+      if ((t.flags[id] & ConnFlag.TOA_PENDING) !== 0) {
+        len = addToa(b, off, off + 20, len, t, id, this.counters);
+      }
+      this.counters[C.SYNPROXY_ACKS_RESENT]++;
+      return len;
+    }
+    return this.#translate(b, off, l4, entry, PROTO_TCP, flags, total);
+  }
+
+  /** A segment of connection `id` while its real has not answered the proxy's SYN. */
+  #awaitingReal(
+    b: Uint8Array,
+    off: number,
+    l4: number,
+    id: number,
+    reply: boolean,
+    flags: number,
+    total: number,
+  ): number {
+    const t = this.conns;
+    const sp = this.synproxy;
+    const svc = this.services.services[t.service[id]];
+    const real = t.real[id];
+    if (!reply) {
+      if ((flags & TCP_RST) !== 0) {
+        // The client gives up: so does the real's half-open connection.
+        const len = sp.resetReal(b, off, id, t, this.bypass.nextIpId());
+        this.#drop(id);
+        return len;
+      }
+      if ((flags & TCP_SYN) !== 0) {
+        this.counters[C.DROP_NO_CONNECTION]++;
+        return DROP;
+      }
+      // The request right behind a pure ACK: kept for the real, like data in the ACK itself.
+      if (sp.holdFirstData(b, off, l4, total, id)) return DROP;
+      const sentAt = t.expires[id] - HANDSHAKE_TIMEOUT_MS;
+      if (this.now - sentAt < SYN_RESEND_AFTER_MS || off + HANDSHAKE_SEGMENT_MAX > b.length) {
+        this.counters[C.DROP_SYNPROXY_PENDING]++;
+        return DROP;
+      }
+      // The client resends what the real never acknowledged: the SYN or its answer was lost.
+      this.counters[C.SYNPROXY_SYNS_RESENT]++;
+      return sp.synToReal(b, off, id, t, this.bypass.nextIpId());
+    }
+    if ((flags & TCP_RST) !== 0) {
+      const len = sp.resetClient(b, off, id, t, this.bypass.nextIpId());
+      this.counters[C.SYNPROXY_HANDSHAKES_FAILED]++;
+      this.#drop(id);
+      return len;
+    }
+    if (
+      (flags & (TCP_SYN | TCP_ACK)) !== (TCP_SYN | TCP_ACK) ||
+      tcpAck(b, l4) !== ((sp.clientIsn[id] + 1) >>> 0)
+    ) {
+      this.counters[C.DROP_NO_CONNECTION]++;
+      return DROP;
+    }
+    if (off + HANDSHAKE_SEGMENT_MAX > b.length) {
+      this.counters[C.DROP_SYNPROXY_NO_ROOM]++;
+      return DROP;
+    }
+    svc.count1(real, RealCounter.OUT_PACKETS, 1);
+    svc.count1(real, RealCounter.OUT_BYTES, total);
+    this.#advance(id, svc, real, flags, TcpDir.OUTPUT);
+    let len = sp.complete(b, off, l4, id, t, this.bypass.nextIpId());
+    const ackFlags = tcpFlags(b, off + 20);
+    if (svc.toa) {
+      // As for any FULLNAT handshake: the real's socket is created by this ACK, so it carries TOA.
+      t.flags[id] |= ConnFlag.TOA_PENDING;
+      len = addToa(b, off, off + 20, len, t, id, this.counters);
+    }
+    this.#advance(id, svc, real, ackFlags, TcpDir.INPUT);
+    this.#rearm(id);
+    svc.count1(real, RealCounter.IN_PACKETS, 1);
+    svc.count1(real, RealCounter.IN_BYTES, len);
+    this.counters[C.SYNPROXY_HANDSHAKES_COMPLETED]++;
+    this.counters[C.FORWARDED]++;
+    return len;
   }
 
   /** Expires connections whose time has come; call about every 250 ms. */
   tick(now: number): void {
     this.now = now;
+    this.synproxy.tick(now);
     this.counters[C.CONNECTIONS_EXPIRED] += this.conns.expire(now, this.#onExpire);
   }
 
@@ -286,9 +399,29 @@ export class Engine {
    * changes): see `applySpec`. Throws, changing nothing, when `spec` does not compile.
    */
   apply(spec: DataplaneSpec, options: ApplyOptions = {}): ApplyResult {
+    const synproxy = spec.synproxy ?? SYNPROXY_DEFAULTS;
+    Synproxy.check(synproxy);
     const result = applySpec(this, spec, options);
+    this.synproxy.configure(synproxy, this.now);
     this.counters[C.CONNECTIONS_EXPIRED] += result.connections.cut;
     return result;
+  }
+
+  /**
+   * Ends every connection of real slot `real` of service `service` at once (the operator's
+   * "cut"): its next packets find no entry, as after IPVS's expire_nodest_conn. Persistence
+   * templates stay, so the real keeps its clients. Returns how many were cut.
+   */
+  cutConnections(service: number, real: number): number {
+    const t = this.conns;
+    const doomed: number[] = [];
+    t.forEach((id) => {
+      if (
+        t.service[id] === service && t.real[id] === real && (t.flags[id] & ConnFlag.TEMPLATE) === 0
+      ) doomed.push(id);
+    });
+    for (const id of doomed) this.#drop(id);
+    return doomed.length;
   }
 
   /** Name of connection state `s`. */
@@ -388,31 +521,17 @@ export class Engine {
     const reply = (entry & 1) === 1;
     const svc = this.services.services[t.service[id]];
     const real = t.real[id];
-    const fullnat = svc.forwardKind === Forward.FULLNAT;
     if (reply) {
-      rewriteSource(b, off, l4, proto, t.inDst[id], t.inDstPort[id]);
-      if (fullnat) rewriteDestination(b, off, l4, proto, t.inSrc[id], t.inSrcPort[id]);
-      if (svc.toa && proto === PROTO_TCP) this.#toaReply(b, l4, id, flags);
+      rewriteReply(b, off, l4, proto, flags, t, id, svc);
       svc.count1(real, RealCounter.OUT_PACKETS, 1);
       svc.count1(real, RealCounter.OUT_BYTES, total);
     } else {
-      // Tunnel and DR deliver the packet as the client sent it, to the VIP the real also has.
-      if (svc.forwardKind < Forward.TUNNEL) {
-        rewriteDestination(b, off, l4, proto, t.outDst[id], t.outDstPort[id]);
-      }
-      if (fullnat) rewriteSource(b, off, l4, proto, t.outSrc[id], t.outSrcPort[id]);
-      // As DPVS: client segments after the SYN-ACK carry TOA until the real has a socket.
-      if (
-        (t.flags[id] & ConnFlag.TOA_PENDING) !== 0 &&
-        (flags & (TCP_SYN | TCP_RST | TCP_ACK)) === TCP_ACK
-      ) {
-        total = this.#toa(b, off, l4, id, total);
-      }
+      total = rewriteRequest(b, off, l4, proto, flags, total, t, id, svc, this.counters);
       svc.count1(real, RealCounter.IN_PACKETS, 1);
       svc.count1(real, RealCounter.IN_BYTES, total);
     }
-    if (ipMoreFragments(b, off)) this.#firstFragment(b, off, id, reply, proto, total);
-    let state = t.state[id];
+    if ((t.flags[id] & ConnFlag.SYNPROXY) !== 0) this.synproxy.shift(b, l4, id, reply);
+    if (ipMoreFragments(b, off)) recordFirstFragment(this, b, off, id, reply, proto, total);
     if (proto === PROTO_TCP) {
       // IPVS's directions; a connection whose replies bypass us has its own input table.
       const dir = reply
@@ -420,38 +539,11 @@ export class Engine {
         : (t.flags[id] & ConnFlag.NO_REPLY) !== 0
         ? TcpDir.INPUT_ONLY
         : TcpDir.INPUT;
-      const next = nextTcpState(state, flags, dir);
-      if (next !== state) {
-        // As IPVS's set_tcp_state: a connection moves between the real's active and inactive
-        // counts only when its state crosses between the two kinds.
-        const wasActive = (t.flags[id] & ConnFlag.ACTIVE) !== 0;
-        const isActive = tcpStateActive(next);
-        if (wasActive !== isActive) {
-          if (isActive) {
-            svc.active[real]++;
-            svc.inactive[real]--;
-            t.flags[id] |= ConnFlag.ACTIVE;
-          } else {
-            svc.active[real]--;
-            svc.inactive[real]++;
-            t.flags[id] &= ~ConnFlag.ACTIVE;
-          }
-        }
-        t.state[id] = state = next;
-      }
+      this.#advance(id, svc, real, flags, dir);
     }
-    let timeout = this.#timeouts[state];
-    // A one-packet entry only ever waits for its reply.
-    if ((t.flags[id] & ConnFlag.ONE_PACKET) !== 0 && timeout > ONE_PACKET_REPLY_WAIT_MS) {
-      timeout = ONE_PACKET_REPLY_WAIT_MS;
-    }
-    const expires = this.now + timeout;
-    // A shorter timeout must fire on time; a longer one is found lazily by the wheel.
-    const earlier = expires < t.expires[id];
-    t.expires[id] = expires;
-    if (earlier) t.reschedule(id, this.now);
+    this.#rearm(id);
     if (!reply && svc.forwardKind >= Forward.TUNNEL) {
-      const out = this.#bypass(b, off, l4, proto, flags, total, svc, real, true);
+      const out = this.bypass.send(b, off, l4, proto, flags, total, svc, real, true);
       // Without a reply to wait for, a one-packet entry is done once its datagram is sent.
       if ((t.flags[id] & ConnFlag.ONE_PACKET) !== 0) this.#drop(id);
       return out;
@@ -463,108 +555,67 @@ export class Engine {
   }
 
   /**
-   * Sends a client's packet on to a tunnel or DR real (`whole` false for a later fragment or a
-   * passed-on ICMP error: no clamping, no frag-needed about it, not counted as forwarded; the
-   * fragment's datagram was counted with its first fragment). Tunnel: the MSS of a SYN is
-   * clamped, the packet encapsulated in its slot; DR: handed to the DirectSender. A packet too big
-   * for the path with DF set is answered with frag-needed instead, as IPVS does. Returns the
-   * length to write back, SENT or DROP.
+   * Moves TCP connection `id` (of `svc`, on `real`) along IPVS's table for a segment with
+   * `flags` travelling in `dir` (a `TcpDir`).
    */
-  #bypass(
-    b: Uint8Array,
-    off: number,
-    l4: number,
-    proto: number,
-    flags: number,
-    total: number,
-    svc: Service,
-    real: number,
-    whole: boolean,
-  ): number {
-    const mtu = svc.mtu[real];
-    const tunnel = svc.forwardKind === Forward.TUNNEL;
-    if (tunnel && whole && proto === PROTO_TCP && (flags & TCP_SYN) !== 0) {
-      if (clampMss(b, l4, mtu - TUNNEL_MSS_OVERHEAD)) this.counters[C.MSS_CLAMPED]++;
-    }
-    const room = tunnel ? mtu - IPIP_HEADER : mtu;
-    if (mtu > 0 && total > room) {
-      // Never an error about an ICMP error or about a later fragment (RFC 1122 3.2.2).
-      if (whole && proto !== PROTO_ICMP && ipDontFragment(b, off)) {
-        const len = fragmentationNeeded(b, off, total, room, this.#nextIpId());
-        if (len > 0) {
-          this.counters[C.FRAG_NEEDED_SENT]++;
-          return len;
-        }
-        this.counters[C.DROP_TOO_BIG]++;
-        return DROP;
-      }
-      // A tunnel's outer packet may be fragmented by the kernel; a DR frame cannot be.
-      if (!tunnel) {
-        this.counters[C.DROP_TOO_BIG]++;
-        return DROP;
-      }
-    }
-    if (tunnel) {
-      const len = encapsulateIpip(
-        b,
-        off,
-        total,
-        svc.tunnelSource[real],
-        svc.addr[real],
-        this.#nextIpId(),
-      );
-      if (len < 0) {
-        this.counters[C.DROP_TOO_BIG]++;
-        return DROP;
-      }
-      if (whole) this.counters[C.FORWARDED]++;
-      return len;
-    }
-    if (!this.#direct.send(svc.index, real, b, off, total)) {
-      this.counters[C.DROP_DIRECT_SEND_FAILED]++;
-      return DROP;
-    }
-    this.counters[C.DIRECT_SENT]++;
-    if (whole) this.counters[C.FORWARDED]++;
-    return SENT;
-  }
-
-  #nextIpId(): number {
-    this.#ipId = (this.#ipId + 1) & 0xffff;
-    return this.#ipId;
-  }
-
-  /**
-   * The real's side of TOA: its SYN-ACK announces 8 bytes less MSS, so that a client segment
-   * with the option still fits the path, and opens the TOA window; anything else it sends
-   * closes it, since only a socket that exists (and has read any TOA) sends more than SYN-ACKs.
-   */
-  #toaReply(b: Uint8Array, l4: number, id: number, flags: number): void {
+  #advance(id: number, svc: Service, real: number, flags: number, dir: number): void {
     const t = this.conns;
-    if ((flags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK)) {
-      shrinkMssForToa(b, l4);
-      t.flags[id] |= ConnFlag.TOA_PENDING;
-    } else {
-      t.flags[id] &= ~ConnFlag.TOA_PENDING;
+    const state = t.state[id];
+    const next = nextTcpState(state, flags, dir);
+    if (next === state) return;
+    // As IPVS's set_tcp_state: a connection moves between the real's active and inactive
+    // counts only when its state crosses between the two kinds.
+    const wasActive = (t.flags[id] & ConnFlag.ACTIVE) !== 0;
+    const isActive = tcpStateActive(next);
+    if (wasActive !== isActive) {
+      if (isActive) {
+        svc.active[real]++;
+        svc.inactive[real]--;
+        t.flags[id] |= ConnFlag.ACTIVE;
+      } else {
+        svc.active[real]--;
+        svc.inactive[real]++;
+        t.flags[id] &= ~ConnFlag.ACTIVE;
+      }
     }
+    t.state[id] = next;
   }
 
-  /** Gives a client segment the TOA option; returns the packet's length, grown or not. */
-  #toa(b: Uint8Array, off: number, l4: number, id: number, total: number): number {
+  /** Re-arms connection `id`'s timer with its state's timeout. */
+  #rearm(id: number): void {
     const t = this.conns;
-    const grown = insertToa(b, off, l4, total, t.inSrc[id], t.inSrcPort[id]);
-    if (grown === TOA_NO_ROOM) {
-      this.counters[C.TOA_SKIPPED]++;
-      return total;
+    let timeout = this.#timeouts[t.state[id]];
+    // A one-packet entry only ever waits for its reply.
+    if ((t.flags[id] & ConnFlag.ONE_PACKET) !== 0 && timeout > ONE_PACKET_REPLY_WAIT_MS) {
+      timeout = ONE_PACKET_REPLY_WAIT_MS;
     }
-    this.counters[C.TOA_INSERTED]++;
-    return grown;
+    this.#expireIn(id, timeout);
+  }
+
+  /** Sets connection `id` to expire `ms` from now. */
+  #expireIn(id: number, ms: number): void {
+    const t = this.conns;
+    const expires = this.now + ms;
+    // A shorter timeout must fire on time; a longer one is found lazily by the wheel.
+    const earlier = expires < t.expires[id];
+    t.expires[id] = expires;
+    if (earlier) t.reschedule(id, this.now);
   }
 
   #expired(id: number): boolean {
     const t = this.conns;
     const svc = this.services.services[t.service[id]];
     if ((t.flags[id] & ConnFlag.TEMPLATE) !== 0) return this.persistence.expire(id, svc, this.now);
+    if (
+      (t.flags[id] & ConnFlag.SYNPROXY) !== 0 &&
+      this.synproxy.phase[id] === SynproxyPhase.AWAITING_REAL
+    ) {
+      // The real never answered: the client, connected as far as it knows, is reset.
+      const o = this.outbox;
+      if (o.full) return false;
+      o.commit(this.synproxy.resetClient(o.buf, o.next(), id, t, this.bypass.nextIpId()));
+      this.counters[C.SYNPROXY_HANDSHAKES_FAILED]++;
+    }
     this.#forget(id, svc);
     return true;
   }
@@ -586,220 +637,7 @@ export class Engine {
       svc.unbind(t.real[id], (t.flags[id] & ConnFlag.ACTIVE) !== 0);
     }
     this.persistence.release(id);
-  }
-
-  #icmp(
-    b: Uint8Array,
-    off: number,
-    l4: number,
-    l4len: number,
-    src: number,
-    dst: number,
-    total: number,
-  ): number {
-    const toVip = this.services.isVip(dst);
-    if (ipMoreFragments(b, off)) {
-      // Only part of the message: its checksum and its quote cannot be checked here.
-      if (toVip) {
-        this.counters[C.DROP_FRAGMENT]++;
-        return DROP;
-      }
-      this.counters[C.PASSED_THROUGH]++;
-      return total;
-    }
-    const type = l4len >= ICMP_HEADER ? icmpType(b, l4) : -1;
-    if (icmpErrorTranslated(type)) {
-      const out = this.#icmpError(b, off, l4, l4len, dst, total);
-      if (out !== UNTRACKED) return out;
-    }
-    if (!toVip) {
-      this.counters[C.PASSED_THROUGH]++;
-      return total;
-    }
-    if (parseIcmp(b, l4, l4len) !== 0) {
-      this.counters[C.DROP_MALFORMED_ICMP]++;
-      return DROP;
-    }
-    if (type !== ICMP_ECHO_REQUEST) {
-      this.counters[icmpErrorTranslated(type) ? C.DROP_ICMP_UNTRACKED : C.DROP_UNSUPPORTED]++;
-      return DROP;
-    }
-    // The VIP answers pings itself, as a kernel director with the VIP configured would.
-    setIpSrc(b, off, dst);
-    setIpDst(b, off, src);
-    setIpTtl(b, off, 64);
-    fillIpHeaderChecksum(b, off);
-    setIcmpType(b, l4, ICMP_ECHO_REPLY);
-    setIcmpChecksum(
-      b,
-      l4,
-      adjust16(icmpChecksum(b, l4), ICMP_ECHO_REQUEST << 8, ICMP_ECHO_REPLY << 8),
-    );
-    this.counters[C.ECHO_REPLIES]++;
-    return total;
-  }
-
-  /**
-   * Translates an ICMP error about a connection like the connection (IPVS's ip_vs_out_icmp and
-   * ip_vs_in_icmp for NAT). Returns UNTRACKED when it quotes no connection it could be about.
-   */
-  #icmpError(
-    b: Uint8Array,
-    off: number,
-    l4: number,
-    l4len: number,
-    dst: number,
-    total: number,
-  ): number {
-    const inner = quotedPacket(b, l4, l4len);
-    if (inner < 0) return UNTRACKED;
-    const t = this.conns;
-    // The quote is a packet as it left in one direction; its answer is what the table knows.
-    const entry = t.lookup(
-      ipProtocol(b, inner),
-      ipDst(b, inner),
-      quotedDstPort(b, inner),
-      ipSrc(b, inner),
-      quotedSrcPort(b, inner),
-    );
-    if (entry < 0) return UNTRACKED;
-    const id = entry >> 1;
-    const toClient = (entry & 1) === 1;
-    if (toClient) {
-      // About a packet on its way to the real: the error leaves from the VIP, so one sent to a
-      // VIP would come straight back.
-      if (this.services.isVip(dst)) return UNTRACKED;
-    } else if (dst !== t.inDst[id]) {
-      // About a reply: only for its own VIP.
-      return UNTRACKED;
-    } else if ((t.flags[id] & ConnFlag.NO_REPLY) !== 0) {
-      // Tunnel, DR: the real sent the packet quoted, from the VIP; the error goes to it as it is
-      // (IPVS's ip_vs_icmp_xmit), so that, e.g., its path MTU towards the client follows.
-      return this.#icmpErrorToBypassReal(b, off, l4, l4len, id, total);
-    }
-    if (parseIcmp(b, l4, l4len) !== 0) {
-      this.counters[C.DROP_MALFORMED_ICMP]++;
-      return DROP;
-    }
-    const svc = this.services.services[t.service[id]];
-    const real = t.real[id];
-    if (toClient) {
-      icmpErrorToClient(b, off, l4, l4len, inner, t.inDst[id], t.inDstPort[id]);
-      if (svc !== undefined) {
-        svc.count1(real, RealCounter.OUT_PACKETS, 1);
-        svc.count1(real, RealCounter.OUT_BYTES, total);
-      }
-    } else {
-      icmpErrorToReal(b, off, l4, l4len, inner, t.outDst[id], t.outDstPort[id]);
-      if (svc !== undefined) {
-        svc.count1(real, RealCounter.IN_PACKETS, 1);
-        svc.count1(real, RealCounter.IN_BYTES, total);
-      }
-    }
-    // As IPVS, an error neither moves the connection's state nor keeps it alive.
-    this.counters[C.ICMP_ERRORS_TRANSLATED]++;
-    return total;
-  }
-
-  /** An ICMP error about a tunnel or DR real's packet, sent on to that real unchanged. */
-  #icmpErrorToBypassReal(
-    b: Uint8Array,
-    off: number,
-    l4: number,
-    l4len: number,
-    id: number,
-    total: number,
-  ): number {
-    if (parseIcmp(b, l4, l4len) !== 0) {
-      this.counters[C.DROP_MALFORMED_ICMP]++;
-      return DROP;
-    }
-    const svc = this.services.services[this.conns.service[id]];
-    const real = this.conns.real[id];
-    if (svc === undefined || svc.forwardKind < Forward.TUNNEL || real >= svc.addr.length) {
-      return UNTRACKED;
-    }
-    const out = this.#bypass(b, off, l4, PROTO_ICMP, 0, total, svc, real, false);
-    if (out === DROP) return DROP;
-    svc.count1(real, RealCounter.IN_PACKETS, 1);
-    svc.count1(real, RealCounter.IN_BYTES, total);
-    this.counters[C.ICMP_ERRORS_TRANSLATED]++;
-    return out;
-  }
-
-  /** Records a translated first fragment so that the rest of its datagram follows it. */
-  #firstFragment(
-    b: Uint8Array,
-    off: number,
-    id: number,
-    reply: boolean,
-    proto: number,
-    total: number,
-  ): void {
-    const t = this.conns;
-    // Later fragments arrive with the addresses this one arrived with: the tuple it matched.
-    const src = reply ? t.outDst[id] : t.inSrc[id];
-    const dst = reply ? t.outSrc[id] : t.inDst[id];
-    this.fragments.record(
-      proto,
-      src,
-      dst,
-      ipId(b, off),
-      this.now,
-      ipSrc(b, off),
-      ipDst(b, off),
-      t.service[id],
-      t.real[id],
-      reply,
-      total - ipHeaderLength(b, off),
-    );
-  }
-
-  /** A fragment other than the first: rewritten as its first fragment was, or not at all. */
-  #laterFragment(
-    b: Uint8Array,
-    off: number,
-    proto: number,
-    src: number,
-    dst: number,
-    total: number,
-  ): number {
-    const f = this.fragments;
-    const slot = f.find(proto, src, dst, ipId(b, off), this.now);
-    if (slot < 0) {
-      if (this.services.isVip(dst)) {
-        this.counters[C.DROP_FRAGMENT]++;
-        return DROP;
-      }
-      this.counters[C.PASSED_THROUGH]++;
-      return total;
-    }
-    const newSrc = f.newSrc[slot];
-    const newDst = f.newDst[slot];
-    let check = ipHeaderChecksum(b, off);
-    if (newSrc !== src) {
-      check = adjust32(check, src, newSrc);
-      setIpSrc(b, off, newSrc);
-    }
-    if (newDst !== dst) {
-      check = adjust32(check, dst, newDst);
-      setIpDst(b, off, newDst);
-    }
-    setIpHeaderChecksum(b, off, check);
-    const bytes = total - ipHeaderLength(b, off);
-    const svc = this.services.services[f.service[slot]];
-    const real = f.real[slot];
-    // The datagram was counted as one packet with its first fragment; its bytes add up here.
-    if (svc !== undefined && real < svc.addr.length) {
-      svc.count1(real, f.reply[slot] ? RealCounter.OUT_BYTES : RealCounter.IN_BYTES, total);
-    }
-    f.account(slot, ipFragmentOffset(b, off), bytes, !ipMoreFragments(b, off));
-    this.counters[C.FRAGMENTS_TRANSLATED]++;
-    // A tunnel or DR datagram's fragments go the way its first went.
-    if (svc !== undefined && real < svc.addr.length && svc.forwardKind >= Forward.TUNNEL) {
-      return this.#bypass(b, off, off + ipHeaderLength(b, off), proto, 0, total, svc, real, false);
-    }
-    return total;
+    if ((t.flags[id] & ConnFlag.SYNPROXY) !== 0) this.synproxy.forget(id);
   }
 
   #other(dst: number, total: number): number {
@@ -811,4 +649,10 @@ export class Engine {
     this.counters[C.PASSED_THROUGH]++;
     return total;
   }
+}
+
+/** Whether TCP state `s` is one of a connection on its way out (a SYN there opens a new one). */
+function closing(s: number): boolean {
+  return s === ConnState.FIN_WAIT || s === ConnState.TIME_WAIT || s === ConnState.CLOSE ||
+    s === ConnState.CLOSE_WAIT || s === ConnState.LAST_ACK;
 }

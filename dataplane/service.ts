@@ -3,6 +3,7 @@
  * control plane posts, and the compiled table the engine matches packets with.
  */
 import type { Timeouts } from "./conn/state.ts";
+import type { SynproxySpec } from "./synproxy/synproxy.ts";
 import { createScheduler, type SchedulerName } from "./sched/registry.ts";
 import type { RealSet, Scheduler, SchedulerFlags } from "./sched/scheduler.ts";
 import { formatIpv4, PROTO_TCP, PROTO_UDP } from "./wire/ipv4.ts";
@@ -93,6 +94,11 @@ export interface ServiceSpec {
   localAddresses?: number[];
   /** FULLNAT over TCP: client segments carry the client's address as a TOA option. */
   toa?: boolean;
+  /**
+   * NAT or FULLNAT over TCP: SYNs are answered with SYN cookies and the real sees a connection
+   * only once the client completed its handshake (see synproxy/synproxy.ts).
+   */
+  synproxy?: boolean;
   reals: RealSpec[];
 }
 
@@ -110,6 +116,8 @@ export interface DataplaneSpec {
   timeouts: Timeouts;
   /** Connection table capacity. */
   maxConnections: number;
+  /** The SYN proxy's settings; SYNPROXY_DEFAULTS when absent. */
+  synproxy?: SynproxySpec;
 }
 
 /** Per-real counters, as ipvsadm --stats shows them. */
@@ -159,6 +167,8 @@ export class Service implements RealSet {
   readonly mtu: Int32Array;
   /** TOA applies: asked for, FULLNAT and TCP. */
   readonly toa: boolean;
+  /** SYNs are answered with cookies (NAT or FULLNAT over TCP). */
+  readonly synproxy: boolean;
   readonly scheduler: Scheduler;
 
   /**
@@ -203,6 +213,8 @@ export class Service implements RealSet {
     if (this.forwardKind >= Forward.TUNNEL) checkBypassReals(spec, tunnel);
     this.toa = spec.toa === true && this.forwardKind === Forward.FULLNAT &&
       spec.protocol === PROTO_TCP;
+    this.synproxy = spec.synproxy === true;
+    if (this.synproxy) checkSynproxy(spec, this.forwardKind);
     this.scheduler = createScheduler(spec.scheduler, spec.schedulerFlags);
     this.scheduler.reset(this);
   }
@@ -450,6 +462,22 @@ function checkBypassReals(spec: ServiceSpec, tunnel: boolean): void {
       throw new RangeError(`${real}: bad MTU ${r.mtu} (at least ${min})`);
     }
   }
+}
+
+/**
+ * Rejects a SYN proxy where it cannot work: with tunnel and DR the real's segments go to the
+ * client without passing the director, so their sequence numbers (chosen by the real, not the
+ * cookie the client was given) could not be translated; UDP has no handshake to proxy.
+ */
+function checkSynproxy(spec: ServiceSpec, forwardKind: number): void {
+  const where = `service ${JSON.stringify(spec.name)}`;
+  if (forwardKind >= Forward.TUNNEL) {
+    throw new RangeError(
+      `${where}: synproxy needs forward nat or fullnat; with ${spec.forward} the real's replies ` +
+        "bypass the director, which then cannot translate their sequence numbers",
+    );
+  }
+  if (spec.protocol !== PROTO_TCP) throw new RangeError(`${where}: synproxy applies to TCP only`);
 }
 
 /** Rejects port settings the engine cannot serve as IPVS would. */

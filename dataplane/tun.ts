@@ -3,6 +3,7 @@
  * batches, over one preallocated buffer.
  */
 import { Errno, errno, libc, size, strerror } from "./libc.ts";
+import type { Outbox } from "./outbox.ts";
 
 const TUNSETIFF = 0x400454ca;
 const IFF_TUN = 0x0001;
@@ -73,6 +74,8 @@ export interface WriteResult {
 export class TunDevice {
   readonly #pollfd = new Uint8Array(8);
   #closed = false;
+  #outbox: Outbox | null = null;
+  #outboxPointers: Deno.PointerObject[] = [];
 
   private constructor(readonly fd: number, readonly name: string) {
     const view = new DataView(this.#pollfd.buffer);
@@ -176,6 +179,31 @@ export class TunDevice {
       if (c.write(this.fd, batch.pointer(i), size(len)) === len) written++;
       else failed++;
     }
+    return { written, failed };
+  }
+
+  /**
+   * Writes the packets of `outbox` (the engine's timer-made packets) and clears it. Slot
+   * pointers are made once per outbox.
+   */
+  writeOutbox(outbox: Outbox): WriteResult {
+    if (this.#outbox !== outbox) {
+      const base = Deno.UnsafePointer.of(outbox.buf)!;
+      this.#outboxPointers = Array.from(
+        { length: outbox.slots },
+        (_, i) => Deno.UnsafePointer.offset(base, outbox.offset(i))!,
+      );
+      this.#outbox = outbox;
+    }
+    const c = libc();
+    let written = 0;
+    let failed = 0;
+    for (let i = 0; i < outbox.count; i++) {
+      const len = outbox.lengths[i];
+      if (c.write(this.fd, this.#outboxPointers[i], size(len)) === len) written++;
+      else failed++;
+    }
+    outbox.clear();
     return { written, failed };
   }
 

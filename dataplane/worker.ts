@@ -96,6 +96,8 @@ async function run(tun: TunDevice, e: Engine, req: DataplaneRequests): Promise<v
     e.now = now;
     if (now - lastTick >= TICK_MS) {
       e.tick(now);
+      // RSTs the SYN proxy sent clients whose reals never answered.
+      if (e.outbox.count > 0) req.writeFailures += tun.writeOutbox(e.outbox).failed;
       logPoolExhaustion(e, now);
       if (running?.direct) logDirectFailures(running.direct, now);
       lastTick = now;

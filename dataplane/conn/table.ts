@@ -39,6 +39,11 @@ export const ConnFlag = {
    * created by the client's next segment, which must carry the client's address.
    */
   TOA_PENDING: 64,
+  /**
+   * A SYN proxy opened the connection (synproxy/synproxy.ts): its handshakes are the proxy's,
+   * and its segments' sequence numbers are translated.
+   */
+  SYNPROXY: 128,
 } as const;
 
 /** Called for each expiring connection; returns false to keep it (and reschedules it itself). */

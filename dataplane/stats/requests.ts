@@ -69,6 +69,11 @@ export interface WorkerRequests {
    * `cut` (hot reload, weight changes).
    */
   apply: { params: { spec: DataplaneSpec; cut?: boolean }; result: ApplyResult };
+  /** Ends the connections of one real of a service now; answers how many. */
+  cutConnections: {
+    params: { service: string; address: number; port: number };
+    result: { cut: number };
+  };
 }
 
 /** What the worker does around an `apply` besides the engine's part. */
@@ -150,6 +155,17 @@ export class DataplaneRequests {
         const result = e.apply(p.spec, { cut: p.cut === true });
         this.hooks.applied?.(p.spec);
         return result;
+      }
+      case "cutConnections": {
+        const p = (params ?? {}) as WorkerRequests["cutConnections"]["params"];
+        const index = serviceIndex(e.services, p.service);
+        const svc = e.services.services[index];
+        for (let r = 0; r < svc.count; r++) {
+          if (svc.addr[r] === p.address && svc.port[r] === p.port) {
+            return { cut: e.cutConnections(index, r) };
+          }
+        }
+        throw new RangeError(`no such real in ${p.service}`);
       }
       default:
         throw new RangeError(`unknown request: ${String(name)}`);

@@ -183,7 +183,8 @@ Deno.test("unknown key points at the key and lists the allowed keys", () => {
   assert.equal(where(top), "2:1 sevrices");
   assert.equal(
     top.message,
-    'unknown key "sevrices"; allowed keys: admin, dataplane, host, timeouts, local_addresses, services',
+    'unknown key "sevrices"; allowed keys: admin, dataplane, host, timeouts, local_addresses, ' +
+      "synproxy, services",
   );
 
   const nested = onlyIssue(

@@ -428,19 +428,17 @@ function fullSnapshot(): MetricsSnapshot {
         "future-thing": 7,
         already_total: 1,
         synproxy_syn_answered: 9,
+        synproxy_syns_answered: 100,
+        synproxy_cookies_validated: 60,
+        synproxy_cookies_rejected: 40,
+        synproxy_handshakes_completed: 58,
+        synproxy_handshakes_failed: 2,
       },
       writeFailures: 1,
     },
     health: {
       ...health.snapshot(["web"]),
       services: [{ service: "web", up: 1, down: 2 }],
-    },
-    synproxy: {
-      synsAnswered: 100,
-      cookiesValidated: 60,
-      cookiesRejected: 40,
-      handshakesCompleted: 58,
-      handshakesFailed: 2,
     },
     config: { version: 'v"7', reloadSuccesses: 4, reloadFailures: 1, lastReloadSeconds: 1.7e9 },
     process: { residentMemoryBytes: 1, startTimeSeconds: 2 },
@@ -466,8 +464,8 @@ Deno.test("metrics: health, synproxy, config and unknown counters render under s
   assert.equal(value(page, "tunvs_synproxy_syns_answered_total"), 100);
   assert.equal(value(page, "tunvs_synproxy_cookies_validated_total"), 60);
   assert.equal(value(page, "tunvs_synproxy_cookies_rejected_total"), 40);
-  assert.equal(value(page, "tunvs_synproxy_handshakes_total", { result: "completed" }), 58);
-  assert.equal(value(page, "tunvs_synproxy_handshakes_total", { result: "failed" }), 2);
+  assert.equal(value(page, "tunvs_synproxy_handshakes_completed_total"), 58);
+  assert.equal(value(page, "tunvs_synproxy_handshakes_failed_total"), 2);
   assert.equal(value(page, "tunvs_config_info", { version: 'v"7' }), 1);
   assert.equal(value(page, "tunvs_config_reloads_total", { result: "success" }), 4);
   assert.equal(value(page, "tunvs_config_reloads_total", { result: "failure" }), 1);

@@ -1,0 +1,102 @@
+/**
+ * The rewrite of one segment of a known connection: a client's request towards its real (NAT:
+ * destination; FULLNAT: both ends; TOA where pending) and a real's reply towards the client
+ * (NAT: source; FULLNAT: both ends; the real's side of TOA). Tunnel and DR requests keep their
+ * addresses (the bypass sender delivers them). In place, no allocation.
+ *
+ * @module
+ */
+import { ConnFlag, type ConnTable } from "../conn/table.ts";
+import { EngineCounter as C } from "../engine_counters.ts";
+import { Forward, type Service } from "../service.ts";
+import { PROTO_TCP } from "../wire/ipv4.ts";
+import { TCP_ACK, TCP_RST, TCP_SYN } from "../wire/tcp.ts";
+import { rewriteDestination, rewriteSource } from "./nat.ts";
+import { insertToa, shrinkMssForToa, TOA_NO_ROOM } from "./toa.ts";
+
+/**
+ * Rewrites a client's segment of connection `id` of `svc` for its real; returns the packet's
+ * length, grown by a TOA option or not (counted in `counters`).
+ */
+export function rewriteRequest(
+  b: Uint8Array,
+  off: number,
+  l4: number,
+  proto: number,
+  flags: number,
+  total: number,
+  t: ConnTable,
+  id: number,
+  svc: Service,
+  counters: Float64Array,
+): number {
+  // Tunnel and DR deliver the packet as the client sent it, to the VIP the real also has.
+  if (svc.forwardKind < Forward.TUNNEL) {
+    rewriteDestination(b, off, l4, proto, t.outDst[id], t.outDstPort[id]);
+  }
+  if (svc.forwardKind === Forward.FULLNAT) {
+    rewriteSource(b, off, l4, proto, t.outSrc[id], t.outSrcPort[id]);
+  }
+  // As DPVS: client segments after the SYN-ACK carry TOA until the real has a socket.
+  if (
+    (t.flags[id] & ConnFlag.TOA_PENDING) !== 0 &&
+    (flags & (TCP_SYN | TCP_RST | TCP_ACK)) === TCP_ACK
+  ) {
+    return addToa(b, off, l4, total, t, id, counters);
+  }
+  return total;
+}
+
+/**
+ * Gives the client segment of connection `id` at `off` the TOA option with the client's address;
+ * returns the packet's length, grown or not (counted in `counters`).
+ */
+export function addToa(
+  b: Uint8Array,
+  off: number,
+  l4: number,
+  total: number,
+  t: ConnTable,
+  id: number,
+  counters: Float64Array,
+): number {
+  const grown = insertToa(b, off, l4, total, t.inSrc[id], t.inSrcPort[id]);
+  if (grown === TOA_NO_ROOM) {
+    counters[C.TOA_SKIPPED]++;
+    return total;
+  }
+  counters[C.TOA_INSERTED]++;
+  return grown;
+}
+
+/** Rewrites a real's segment of connection `id` of `svc` for the client. */
+export function rewriteReply(
+  b: Uint8Array,
+  off: number,
+  l4: number,
+  proto: number,
+  flags: number,
+  t: ConnTable,
+  id: number,
+  svc: Service,
+): void {
+  rewriteSource(b, off, l4, proto, t.inDst[id], t.inDstPort[id]);
+  if (svc.forwardKind === Forward.FULLNAT) {
+    rewriteDestination(b, off, l4, proto, t.inSrc[id], t.inSrcPort[id]);
+  }
+  if (svc.toa && proto === PROTO_TCP) toaReply(b, l4, t, id, flags);
+}
+
+/**
+ * The real's side of TOA: its SYN-ACK announces 8 bytes less MSS, so that a client segment
+ * with the option still fits the path, and opens the TOA window; anything else it sends
+ * closes it, since only a socket that exists (and has read any TOA) sends more than SYN-ACKs.
+ */
+function toaReply(b: Uint8Array, l4: number, t: ConnTable, id: number, flags: number): void {
+  if ((flags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK)) {
+    shrinkMssForToa(b, l4);
+    t.flags[id] |= ConnFlag.TOA_PENDING;
+  } else {
+    t.flags[id] &= ~ConnFlag.TOA_PENDING;
+  }
+}
