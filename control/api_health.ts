@@ -28,7 +28,7 @@ export function registerHealthRoutes(app: Hono, source: AdminSource): void {
     return source.health;
   };
   /** Runs `act` on the real in the path and answers with its state after it. */
-  const onReal = async (
+  const onReal = (
     c: Context,
     act: (service: string, address: string, port: number) => void,
   ) => {

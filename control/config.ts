@@ -902,6 +902,13 @@ function semanticIssues(raw: unknown): RawIssue[] {
   services.forEach((entry, i) => {
     const svc = asRecord(entry);
     if (svc === null) return;
+    if (svc.fwmark !== undefined) {
+      issues.push({
+        path: ["services", i, "fwmark"],
+        message: FWMARK_UNSUPPORTED,
+        preferKey: true,
+      });
+    }
     const own = svc.local_addresses;
     if (svc.forward === "fullnat") {
       if (Array.isArray(own)) checkPool(own, ["services", i, "local_addresses"]);
@@ -1199,10 +1206,16 @@ export function parseConfig(text: string, file: string = DEFAULT_CONFIG_PATH): A
   }
 
   const parsed = configSchema.safeParse(raw, { error: structuralMessage });
-  const found = [
+  let found = [
     ...(parsed.success ? [] : zodIssues(parsed.error.issues)),
     ...semanticIssues(raw),
   ];
+  // A firewall-mark service has no VIP or port by design: say why it cannot be, not that it
+  // lacks them.
+  const marked = found.filter((f) => f.message === FWMARK_UNSUPPORTED).map((f) => f.path[1]);
+  found = found.filter((f) =>
+    f.message === FWMARK_UNSUPPORTED || f.path[0] !== "services" || !marked.includes(f.path[1])
+  );
   if (found.length > 0) {
     const seen = new Set<string>();
     const issues: ConfigIssue[] = [];
@@ -1220,6 +1233,12 @@ export function parseConfig(text: string, file: string = DEFAULT_CONFIG_PATH): A
   if (!parsed.success) throw new Error("unreachable: schema failed without issues");
   return toModel(parsed.data);
 }
+
+/** Why a service with `fwmark` (ipvsadm -f) is refused. */
+const FWMARK_UNSUPPORTED = "firewall-mark services are not supported: packets reach tunvs " +
+  "through a TUN device, which does not carry the kernel's packet mark. Serve the VIP and the " +
+  "ports the mark stands for as one service with `ports: [80, 443]` (a port group), which " +
+  "schedules and persists across those ports as the mark does";
 
 /** Reads a config file's text; a missing or unreadable file is a ConfigError at 1:1. */
 export async function readConfigText(path: string): Promise<string> {

@@ -138,6 +138,12 @@ function mergeMap(doc: Document, node: YAMLMap, value: Record<string, unknown>):
 
 function mergeSeq(doc: Document, node: YAMLSeq, value: unknown[]): void {
   const old = [...node.items];
+  // `services: []` was only a placeholder: mappings go in block style, one per entry.
+  if (node.flow && old.length === 0 && value.some((v) => typeof v === "object" && v !== null)) {
+    node.flow = false;
+  }
+  // And an emptied list goes back to `key: []` (block style would print `key:\n  []`).
+  if (value.length === 0) node.flow = true;
   const byIdentity = new Map<string, unknown>();
   for (const item of old) {
     const id = identity(nodeValue(item));

@@ -1,15 +1,16 @@
 /**
  * `tunvs ipvsadm …` (and the same program run under the name `ipvsadm`): the
  * ipvsadm command line over the running appliance's admin API. Listings,
- * counters, connections, timeouts and zeroing work now; commands that change
- * rules are parsed and checked exactly as ipvsadm checks them, then refused
- * with a message, until the admin API can change services.
+ * counters, connections, timeouts and zeroing read or poke the running
+ * appliance; commands that change rules (-A -E -D -C -a -e -d, -R, DPVS's
+ * -P/-Q) are applied to the appliance's configured services
+ * (control/ipvsadm_rules.ts) and written back as one versioned change.
  */
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { AdminTokenError, readAdminToken } from "./admin_auth.ts";
 import { CONFIG_DEFAULTS } from "./config.ts";
 import {
-  CHANGING_COMMANDS,
   type CommandName,
   type Invocation,
   IpvsadmExit,
@@ -32,6 +33,13 @@ import {
   type Traffic,
 } from "./ipvsadm_format.ts";
 import { type NameDb, systemNameDb } from "./netdb.ts";
+import {
+  applyInvocation,
+  OPERATION_FAILED,
+  type RawMap,
+  RULE_COMMANDS,
+  type RuleContext,
+} from "./ipvsadm_rules.ts";
 
 /** Where the admin endpoint is looked for when nothing names it. */
 export const DEFAULT_ADMIN_URL = "http://127.0.0.1:9180";
@@ -53,8 +61,16 @@ export interface AdminResponse {
 export interface AdminClient {
   /** Base URL, for messages. */
   readonly url: string;
-  /** Sends a request; throws AdminUnreachable when nothing answers. */
-  request(method: "GET" | "POST" | "PUT", path: string, body?: unknown): Promise<AdminResponse>;
+  /**
+   * Sends a request with extra `headers` (If-Match on changes); throws AdminUnreachable when
+   * nothing answers.
+   */
+  request(
+    method: "GET" | "POST" | "PUT",
+    path: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<AdminResponse>;
 }
 
 /** Nothing answered at the admin endpoint: the appliance is not running there. */
@@ -75,37 +91,89 @@ export interface IpvsadmContext {
   readStdin(): Promise<string>;
 }
 
-/** An admin client over HTTP at `url` (no trailing slash). */
-export function httpAdminClient(url: string, source = "", timeoutMs = 10_000): AdminClient {
+/**
+ * An admin client at `url`: `http://HOST:PORT` or `unix:/PATH` (the appliance's Unix socket), no
+ * trailing slash. With `tokenFile` (its path, and where that came from, for messages) every
+ * request carries the bearer token read from it on first use; a 401 ends the run with a message
+ * saying where the token comes from.
+ */
+export function httpAdminClient(
+  url: string,
+  source = "",
+  timeoutMs = 10_000,
+  tokenFile?: { path: string; source: string },
+): AdminClient {
+  const socket = url.startsWith("unix:") ? url.slice("unix:".length) : null;
+  let token: Promise<string> | null = null;
+  const authorization = async (): Promise<Record<string, string>> => {
+    if (tokenFile === undefined) return {};
+    token ??= readAdminToken(tokenFile.path);
+    try {
+      return { authorization: `Bearer ${await token}` };
+    } catch (err) {
+      if (!(err instanceof AdminTokenError)) throw err;
+      throw new IpvsadmExit(2, `${err.message} (that file came from ${tokenFile.source})`);
+    }
+  };
+  const refused = (): IpvsadmExit =>
+    new IpvsadmExit(
+      2,
+      tokenFile === undefined
+        ? `Can't initialize ipvs: the tunvs admin endpoint ${url} needs a bearer token ` +
+          `(HTTP 401).\nName the file holding it in admin.token_file of the configuration ` +
+          `(--config FILE, TUNVS_CONFIG or ./appliance.yaml) or in TUNVS_ADMIN_TOKEN_FILE.`
+        : `Can't initialize ipvs: the tunvs admin endpoint ${url} refused the token from ` +
+          `${tokenFile.path} (HTTP 401); that file came from ${tokenFile.source}.\nIt must hold ` +
+          `the token of the file the appliance's admin.token_file names.`,
+    );
   return {
     url,
-    async request(method, path, body) {
-      let res: Response;
+    async request(method, path, body, headers = {}) {
+      const auth = await authorization();
+      const client = socket === null
+        ? undefined
+        : Deno.createHttpClient({ proxy: { transport: "unix", path: socket } });
       try {
-        res = await fetch(`${url}${path}`, {
-          method,
-          headers: body === undefined ? {} : { "content-type": "application/json" },
-          body: body === undefined ? undefined : JSON.stringify(body),
-          signal: AbortSignal.timeout(timeoutMs),
-        });
-      } catch (err) {
-        const e = err as Error & { cause?: { message?: string } };
-        const text = e.cause?.message ?? e.message ?? String(err);
-        const reason = /refused/i.test(text)
-          ? "connection refused"
-          : e.name === "TimeoutError"
-          ? `no answer within ${timeoutMs / 1000} s`
-          : text;
-        throw new AdminUnreachable(url, reason, source);
+        let res: Response;
+        try {
+          // Over a Unix socket the host part only fills the Host header.
+          res = await fetch(`${socket === null ? url : "http://localhost"}${path}`, {
+            method,
+            headers: {
+              ...(body === undefined ? {} : { "content-type": "application/json" }),
+              ...headers,
+              ...auth,
+            },
+            body: body === undefined ? undefined : JSON.stringify(body),
+            signal: AbortSignal.timeout(timeoutMs),
+            client,
+          });
+        } catch (err) {
+          const e = err as Error & { cause?: { message?: string } };
+          const text = e.cause?.message ?? e.message ?? String(err);
+          const reason = /refused/i.test(text)
+            ? "connection refused"
+            : e.name === "TimeoutError"
+            ? `no answer within ${timeoutMs / 1000} s`
+            : socket !== null && /No such file/i.test(text)
+            ? "no socket there"
+            : socket !== null && /Permission denied/i.test(text)
+            ? "permission denied: the socket is its owner's only (mode 0600)"
+            : text;
+          throw new AdminUnreachable(url, reason, source);
+        }
+        const text = await res.text();
+        if (res.status === 401) throw refused();
+        let parsed: unknown = text;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          // Not JSON: keep the text for the error message.
+        }
+        return { status: res.status, body: parsed };
+      } finally {
+        client?.close();
       }
-      const text = await res.text();
-      let parsed: unknown = text;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        // Not JSON: keep the text for the error message.
-      }
-      return { status: res.status, body: parsed };
     },
   };
 }
@@ -175,6 +243,15 @@ const ConnectionsAnswer = z.object({
 
 const TimeoutsAnswer = z.object({ tcp: z.number(), tcpfin: z.number(), udp: z.number() });
 
+/** `GET /api/v1/config`: the configuration as the operator wrote it, and its version. */
+const ConfigAnswer = z.object({
+  version: z.string(),
+  config: z.object({
+    services: z.array(z.record(z.string(), z.unknown())).nullish(),
+    local_addresses: z.array(z.string()).nullish(),
+  }).nullable(),
+});
+
 /** Connection entries asked for per page: the API's largest page. */
 const CONNECTIONS_PAGE = 10000;
 
@@ -191,8 +268,9 @@ async function call<T>(
   method: "GET" | "POST" | "PUT",
   path: string,
   body?: unknown,
+  headers?: Record<string, string>,
 ): Promise<T> {
-  const res = await admin.request(method, path, body);
+  const res = await admin.request(method, path, body, headers);
   if (res.status < 200 || res.status > 299) {
     const error = (res.body as { error?: unknown } | null)?.error;
     throw new ApiError(
@@ -401,21 +479,72 @@ Daemon Options:
 
 tunvs: this ipvsadm talks to the running appliance's admin API (--admin URL,
 TUNVS_ADMIN, or admin.listen of --config FILE / TUNVS_CONFIG / ./appliance.yaml).
-Listing, -S, -Z and --set work; commands that change rules are checked, then refused.
+Rule changes (-A -E -D -C -a -e -d -P -Q, and -R as one change) are written to the
+appliance's configuration file; the daemon commands are refused.
 `;
 }
 
-/** Why a command that would change the rules is refused, for now. */
+/** The commands tunvs has nothing to run for. */
+const DAEMON_COMMANDS: ReadonlySet<CommandName> = new Set(["start-daemon", "stop-daemon"]);
+
+/** Why a daemon command is refused. */
 function refusal(command: CommandName): string {
-  if (command === "start-daemon" || command === "stop-daemon") {
-    return `${command}: tunvs has no connection synchronization daemon`;
-  }
-  return `${command}: changing rules through ipvsadm is not available yet; ` +
-    "change the appliance's configuration file and restart it";
+  return `${command}: tunvs has no connection synchronization daemon`;
 }
 
-/** The status ipvsadm exits with when the kernel refuses an operation (its -1). */
-const OPERATION_FAILED = 255;
+/** Times a change is retried when the configuration moved on under it (409). */
+const CHANGE_RETRIES = 3;
+
+/** `"v"` for If-Match, unless the version is a quoted or weak entity tag already. */
+function entityTag(version: string): string {
+  return /^(W\/)?"/.test(version) ? version : `"${version}"`;
+}
+
+/** A refusal of the admin API as one line: its field (with the service's name) and its error. */
+function changeRefusal(body: unknown, status: number, services: readonly RawMap[]): string {
+  const b = (body ?? {}) as { error?: unknown; field?: unknown };
+  const error = typeof b.error === "string" ? b.error : `HTTP ${status}`;
+  const message = typeof b.field !== "string" || b.field === "" || error.includes(b.field)
+    ? error
+    : `${b.field}: ${error}`;
+  // services[2].reals[0].port → services[2] (tcp-10.0.0.1-80).reals[0].port
+  return message.replace(/\bservices\[(\d+)\]/, (whole, i) => {
+    const name = services[Number(i)]?.name;
+    return typeof name === "string" ? `${whole} (${name})` : whole;
+  });
+}
+
+/**
+ * Changes the appliance's services: reads the configuration and its version, applies `change`
+ * (whose ipvsadm errors end the run before any request), and writes the whole list back if it
+ * differs, on condition that nothing changed meanwhile; re-reads and re-applies when it did.
+ */
+async function changeServices(
+  admin: AdminClient,
+  change: (services: readonly RawMap[], ctx: RuleContext) => RawMap[],
+): Promise<void> {
+  for (let attempt = 0;; attempt++) {
+    const current = await call(admin, ConfigAnswer, "GET", "/api/v1/config");
+    const before = (current.config?.services ?? []) as RawMap[];
+    const after = change(before, {
+      globalLocalAddresses: current.config?.local_addresses ?? [],
+    });
+    if (JSON.stringify(after) === JSON.stringify(before)) return;
+    const res = await admin.request("PUT", "/api/v1/config/services", { services: after }, {
+      "if-match": entityTag(current.version),
+    });
+    if (res.status >= 200 && res.status <= 299) return;
+    if (res.status === 409) {
+      if (attempt < CHANGE_RETRIES) continue;
+      throw new ApiError(
+        409,
+        `the appliance's configuration kept changing under this command ` +
+          `(${attempt + 1} tries); nothing was changed, try again`,
+      );
+    }
+    throw new ApiError(res.status, changeRefusal(res.body, res.status, after));
+  }
+}
 
 /** Output being gathered for one run. */
 interface Output {
@@ -448,7 +577,11 @@ async function execute(
 ): Promise<number> {
   const { admin, names } = ctx;
   const opts = inv.options;
-  if (CHANGING_COMMANDS.has(inv.command)) throw new IpvsadmExit(2, refusal(inv.command));
+  if (DAEMON_COMMANDS.has(inv.command)) throw new IpvsadmExit(2, refusal(inv.command));
+  if (RULE_COMMANDS.has(inv.command)) {
+    await changeServices(admin, (services, rules) => applyInvocation(services, inv, rules));
+    return 0;
+  }
   switch (inv.command) {
     case "list": {
       if (opts.has("connection")) {
@@ -490,7 +623,8 @@ async function execute(
       const t = inv.timeouts!;
       const body = Object.fromEntries(Object.entries(t).filter(([, v]) => v > 0));
       if (Object.keys(body).length === 0) return 0;
-      await call(admin, TimeoutsAnswer, "PUT", "/api/v1/timeouts", body);
+      // As the kernel's --set: the values given win, whatever else changed meanwhile.
+      await call(admin, TimeoutsAnswer, "PUT", "/api/v1/timeouts", body, { "if-match": "*" });
       return 0;
     }
     case "get-laddr": {
@@ -516,12 +650,15 @@ async function execute(
 
 /**
  * `-R`: every line of standard input is an ipvsadm command line. All lines are
- * checked first; a file with any rule change in it is refused as a whole, so
- * nothing is half-applied. The rest run in order.
+ * parsed first (a bad one ends the run as in ipvsadm, before anything is done);
+ * the rule changes are then applied in order to the configured services and
+ * written back as one change, so an error on any line changes nothing. The
+ * other lines (-Z, --set, listings) run after it, in order.
  */
 async function restore(ctx: IpvsadmContext, out: Output, readingStdin: boolean): Promise<number> {
   if (readingStdin) throw tryHelp(ctx.program);
   const lines = (await ctx.readStdin()).split("\n");
+  const rules: { line: number; invocation: Invocation }[] = [];
   const runs: Invocation[] = [];
   let lineNo = 0;
   for (const line of lines) {
@@ -530,10 +667,28 @@ async function restore(ctx: IpvsadmContext, out: Output, readingStdin: boolean):
     if (args.length === 0) continue;
     const parsed = parseIpvsadm(args, ctx.program, ctx.names);
     if (parsed.kind !== "run") continue;
-    if (CHANGING_COMMANDS.has(parsed.invocation.command)) {
-      throw new IpvsadmExit(2, `restore: line ${lineNo}: ${refusal(parsed.invocation.command)}`);
+    const inv = parsed.invocation;
+    if (DAEMON_COMMANDS.has(inv.command)) {
+      throw new IpvsadmExit(2, `restore: line ${lineNo}: ${refusal(inv.command)}`);
     }
-    runs.push(parsed.invocation);
+    // ipvsadm refuses a -R read from -R's own input.
+    if (inv.command === "restore") throw tryHelp(ctx.program);
+    if (RULE_COMMANDS.has(inv.command)) rules.push({ line: lineNo, invocation: inv });
+    else runs.push(inv);
+  }
+  if (rules.length > 0) {
+    await changeServices(ctx.admin, (services, context) => {
+      let next = [...services];
+      for (const { line, invocation } of rules) {
+        try {
+          next = applyInvocation(next, invocation, context);
+        } catch (err) {
+          if (!(err instanceof IpvsadmExit)) throw err;
+          throw new IpvsadmExit(err.code, `restore: line ${line}: ${err.message}`);
+        }
+      }
+      return next;
+    });
   }
   let code = 0;
   for (const inv of runs) code = await execute(inv, ctx, out, true);
@@ -587,19 +742,19 @@ export async function runIpvsadm(
 // ---------------------------------------------------------------------------------------------
 // The command line around it: where the admin endpoint is, and the program's name.
 
-/** The admin endpoint's base URL from a `listen` value ("HOST:PORT" or a URL). */
+/** The admin endpoint's base URL from a `listen` value ("HOST:PORT", "unix:/PATH" or a URL). */
 export function adminUrlFrom(listen: string): string {
   const trimmed = listen.trim().replace(/\/+$/, "");
-  if (/^https?:\/\//.test(trimmed)) return trimmed;
+  if (/^https?:\/\//.test(trimmed) || trimmed.startsWith("unix:")) return trimmed;
   // A wildcard listener is reached on loopback.
   return `http://${trimmed.replace(/^0\.0\.0\.0:/, "127.0.0.1:")}`;
 }
 
 /**
- * Reads `admin.listen` from a configuration file (the appliance's default when
- * the file has none); null when the file cannot be read or parsed.
+ * Reads `admin.listen` (the appliance's default when the file has none) and `admin.token_file`
+ * from a configuration file; null when the file cannot be read or parsed.
  */
-export function adminListenIn(configPath: string): string | null {
+export function adminListenIn(configPath: string): { listen: string; tokenFile?: string } | null {
   let text: string;
   try {
     text = Deno.readTextFileSync(configPath);
@@ -607,9 +762,13 @@ export function adminListenIn(configPath: string): string | null {
     return null;
   }
   try {
-    const doc = parseYaml(text) as { admin?: { listen?: unknown } } | null;
+    const doc = parseYaml(text) as { admin?: { listen?: unknown; token_file?: unknown } } | null;
     const listen = doc?.admin?.listen;
-    return typeof listen === "string" ? listen : CONFIG_DEFAULTS.adminListen;
+    const tokenFile = doc?.admin?.token_file;
+    return {
+      listen: typeof listen === "string" ? listen : CONFIG_DEFAULTS.adminListen,
+      ...(typeof tokenFile === "string" ? { tokenFile } : {}),
+    };
   } catch {
     return null;
   }
@@ -622,17 +781,22 @@ export interface AdminChoice {
   source: string;
   /** The ipvsadm arguments left. */
   args: string[];
+  /** The file holding the admin token and where that path came from; absent: none sent. */
+  tokenFile?: { path: string; source: string };
 }
 
 /**
  * Takes `--admin URL` and `--config FILE` (ipvsadm has neither) out of `args`
  * and decides the admin URL: --admin, then --config's admin.listen, then
  * TUNVS_ADMIN, then TUNVS_CONFIG's or ./appliance.yaml's admin.listen, then the default.
+ * The token file: TUNVS_ADMIN_TOKEN_FILE, else admin.token_file of the configuration file
+ * the URL came from.
  */
 export function chooseAdmin(
   args: readonly string[],
   env: (name: string) => string | undefined,
-  listenIn: (path: string) => string | null = adminListenIn,
+  listenIn: (path: string) => string | { listen: string; tokenFile?: string } | null =
+    adminListenIn,
 ): AdminChoice {
   const rest: string[] = [];
   let admin: string | undefined;
@@ -649,22 +813,35 @@ export function chooseAdmin(
     if (m[1] === "admin") admin = value;
     else config = value;
   }
-  if (admin !== undefined) return { url: adminUrlFrom(admin), source: "--admin", args: rest };
+  const envTokenFile = env("TUNVS_ADMIN_TOKEN_FILE");
+  const choice = (url: string, source: string, tokenFile?: AdminChoice["tokenFile"]) => {
+    const token = envTokenFile
+      ? { path: envTokenFile, source: "TUNVS_ADMIN_TOKEN_FILE" }
+      : tokenFile;
+    return { url, source, args: rest, ...(token === undefined ? {} : { tokenFile: token }) };
+  };
+  /** The URL and token file a configuration file names. */
+  const fromFile = (path: string, found: string | { listen: string; tokenFile?: string }) => {
+    const { listen, tokenFile } = typeof found === "string" ? { listen: found } : found;
+    const token = tokenFile === undefined
+      ? undefined
+      : { path: tokenFile, source: `admin.token_file in ${path}` };
+    return choice(adminUrlFrom(listen), `admin.listen in ${path}`, token);
+  };
+  if (admin !== undefined) return choice(adminUrlFrom(admin), "--admin");
   if (config !== undefined) {
-    const listen = listenIn(config);
-    if (listen === null) {
+    const found = listenIn(config);
+    if (found === null) {
       throw new IpvsadmExit(2, `${config}: cannot read admin.listen from it`);
     }
-    return { url: adminUrlFrom(listen), source: `admin.listen in ${config}`, args: rest };
+    return fromFile(config, found);
   }
   const fromEnv = env("TUNVS_ADMIN");
-  if (fromEnv) return { url: adminUrlFrom(fromEnv), source: "TUNVS_ADMIN", args: rest };
+  if (fromEnv) return choice(adminUrlFrom(fromEnv), "TUNVS_ADMIN");
   const configPath = env("TUNVS_CONFIG") || "appliance.yaml";
-  const listen = listenIn(configPath);
-  if (listen !== null) {
-    return { url: adminUrlFrom(listen), source: `admin.listen in ${configPath}`, args: rest };
-  }
-  return { url: DEFAULT_ADMIN_URL, source: "the default", args: rest };
+  const found = listenIn(configPath);
+  if (found !== null) return fromFile(configPath, found);
+  return choice(DEFAULT_ADMIN_URL, "the default");
 }
 
 /**
@@ -708,7 +885,7 @@ export async function ipvsadmMain(
     const choice = chooseAdmin(args, (name) => Deno.env.get(name));
     result = await runIpvsadm(choice.args, {
       program,
-      admin: httpAdminClient(choice.url, choice.source),
+      admin: httpAdminClient(choice.url, choice.source, undefined, choice.tokenFile),
       names: systemNameDb(),
       readStdin: () => new Response(Deno.stdin.readable).text(),
     }, tunvsVersion);

@@ -12,9 +12,9 @@
  *
  * @module
  */
-import { dirname, join } from "node:path";
 import type { Document } from "yaml";
 import { type ApplianceConfig, ConfigError, parseConfig, readConfigText } from "./config.ts";
+import { writeFileAtomic } from "./atomic_file.ts";
 import { mergeIntoDocument, parseConfigDocument } from "./config_document.ts";
 
 /** A change based on a version that is no longer current (HTTP 409). */
@@ -52,47 +52,6 @@ export async function configVersion(text: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
   return Array.from(new Uint8Array(digest).slice(0, 8), (b) => b.toString(16).padStart(2, "0"))
     .join("");
-}
-
-/**
- * Replaces `path` with `text` so that a crash at any point leaves the old file or the new one:
- * write a temporary file next to it, fsync, rename over, fsync the directory.
- */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  const dir = dirname(path);
-  const tmp = join(dir, `.${path.split("/").pop()}.tunvs-${Deno.pid}-${Date.now()}.tmp`);
-  let mode = 0o644;
-  try {
-    mode = (await Deno.stat(path)).mode! & 0o7777;
-  } catch {
-    // A new file gets the default mode.
-  }
-  const bytes = new TextEncoder().encode(text);
-  const file = await Deno.open(tmp, { write: true, createNew: true, mode });
-  try {
-    // FsFile.write may write less than asked.
-    for (let written = 0; written < bytes.length;) {
-      written += await file.write(bytes.subarray(written));
-    }
-    await file.sync();
-    file.close();
-    await Deno.chmod(tmp, mode);
-    await Deno.rename(tmp, path);
-  } catch (err) {
-    try {
-      file.close();
-    } catch {
-      // Already closed.
-    }
-    await Deno.remove(tmp).catch(() => {});
-    throw err;
-  }
-  const d = await Deno.open(dir, { read: true });
-  try {
-    await d.sync();
-  } finally {
-    d.close();
-  }
 }
 
 /** The running configuration; see the module comment. */
@@ -179,7 +138,7 @@ export class RunningConfig {
       }
       const applied = await apply(next);
       try {
-        await writeFileAtomic(this.path, text);
+        await writeFileAtomic(this.path, text, { replace: true });
       } catch (err) {
         // The file still holds the old configuration: put the dataplane back to match it.
         await apply(this.#config).catch(() => {});

@@ -2,7 +2,7 @@
  * `tunvs ipvsadm` against a running appliance in seed 000's NAT lab, run inside
  * the director namespace the way an operator types it there: -Ln, -Lnc,
  * -Ln --stats, -L --timeout, --set, -Z and -S -n after real client traffic,
- * a rule change refused, and the message when the appliance is gone.
+ * a rule added and deleted, and the message when the appliance is gone.
  */
 import assert from "node:assert/strict";
 import { REPO_ROOT, startAppliance } from "../../lab/appliance.ts";
@@ -178,12 +178,15 @@ Deno.test(
             `-a -u ${topo.vip}:53 -r ${web01.addr}:53 -m -w 2\n`,
         );
 
-        // What ipvsadm refuses: a service that is not there, and (for now) rule changes.
+        // A service that is not there; a rule added and deleted again, written back each time.
         const missing = await ipvsadm(["-L", "-n", "-t", `${topo.vip}:443`]);
         assert.deepEqual([missing.code, missing.stderr], [1, "No such service\n"]);
-        const add = await ipvsadm(["-A", "-t", `${topo.vip}:443`, "-s", "rr"]);
-        assert.equal(add.code, 2);
-        assert.match(add.stderr, /changing rules through ipvsadm is not available yet/);
+        ok(await ipvsadm(["-A", "-t", `${topo.vip}:443`, "-s", "rr"]), "-A");
+        assert.match(ok(await ipvsadm(["-Ln"]), "-Ln"), new RegExp(`TCP  ${topo.vip}:443 rr`));
+        assert.match(await Deno.readTextFile(config), /vip: 192\.168\.1\.31\n\s+port: 443/);
+        const again = await ipvsadm(["-A", "-t", `${topo.vip}:443`, "-s", "rr"]);
+        assert.deepEqual([again.code, again.stderr], [255, "Service already exists\n"]);
+        ok(await ipvsadm(["-D", "-t", `${topo.vip}:443`]), "-D");
         const after = ok(await ipvsadm(["-Ln"]), "-Ln");
         assert.ok(!after.includes(":443"), after);
       } catch (err) {

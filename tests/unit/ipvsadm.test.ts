@@ -804,24 +804,25 @@ Deno.test("ipvsadm runner: listings, zeroing and timeouts through the admin API"
   assert.deepEqual([fwmark.code, fwmark.stderr], [1, "No such service\n"]);
 });
 
-Deno.test("ipvsadm runner: rule changes are checked, then refused without a request", async () => {
+Deno.test("ipvsadm runner: rule changes are checked before any request; daemons are refused", async () => {
   const calls: Call[] = [];
   const admin = fakeAdmin({ "GET /api/v1/services": { status: 200, body: API_SERVICES } }, calls);
+  // Option errors end the run as in ipvsadm, before the appliance is asked anything.
   for (
-    const line of [
-      "-A -t 192.168.1.31:80 -s rr",
-      "-E -t 192.168.1.31:80 -s wrr -p 10",
-      "-D -t 192.168.1.31:80",
-      "-C",
-      "-a -t 192.168.1.31:80 -r 10.10.10.11:80 -m",
-      "-e -t 192.168.1.31:80 -r 10.10.10.11:80 -m -w 0",
-      "-d -t 192.168.1.31:80 -r 10.10.10.11:80",
-      "-P -t 192.168.1.31:80 -z 10.0.3.1",
+    const [line, message] of [
+      [
+        "-A -t 192.168.1.31:80 -s rr -w 1",
+        "Illegal 'weight' option with the 'add-service' command",
+      ],
+      [
+        "-a -t 192.168.1.31:80 -m",
+        "You need to supply the 'real-server' option for the 'add-server' command",
+      ],
+      ["-E -t 192.168.1.31:80 -r ~ -p 10", "illegal real server address[:port] specified"],
     ]
   ) {
     const r = await runIpvsadm(line.split(" "), context(admin), "0.0.0");
-    assert.equal(r.code, 2, line);
-    assert.match(r.stderr, /changing rules through ipvsadm is not available yet/, line);
+    assert.deepEqual([r.code, r.stderr], [2, `${message}\n`], line);
   }
   const daemon = await runIpvsadm(["--start-daemon", "master"], context(admin), "0.0.0");
   assert.deepEqual([daemon.code, daemon.stderr], [
@@ -830,15 +831,22 @@ Deno.test("ipvsadm runner: rule changes are checked, then refused without a requ
   ]);
   assert.deepEqual(calls, []);
 
-  // -R checks every line first: one rule change refuses the whole input, nothing runs.
-  const mixed = await runIpvsadm(["-R"], context(admin, "-Z\n\n-A -t 1.2.3.4:80 -s rr\n"), "0.0.0");
-  assert.equal(mixed.code, 2);
-  assert.match(mixed.stderr, /^restore: line 3: add-service: /);
+  // -R parses every line first: a daemon line or a bad line refuses the whole input.
+  const mixed = await runIpvsadm(
+    ["-R"],
+    context(admin, "-A -t 1.2.3.4:80 -s rr\n\n--stop-daemon backup\n"),
+    "0.0.0",
+  );
+  assert.deepEqual([mixed.code, mixed.stderr], [
+    2,
+    "restore: line 3: stop-daemon: tunvs has no connection synchronization daemon\n",
+  ]);
   assert.deepEqual(calls, []);
-  const bad = await runIpvsadm(["-R"], context(admin, "-Z\n-L --bogus\n"), "0.0.0");
+  const bad = await runIpvsadm(["-R"], context(admin, "-A -t 1.2.3.4:80\n-L --bogus\n"), "0.0.0");
   assert.deepEqual([bad.code, bad.stderr], [255, "--bogus: unknown option\n"]);
-  const nested = await runIpvsadm(["-R"], context(admin, "-R\n"), "0.0.0");
+  const nested = await runIpvsadm(["-R"], context(admin, "-A -t 1.2.3.4:80\n-R\n"), "0.0.0");
   assert.equal(nested.code, 255);
+  assert.deepEqual(calls, []);
   // Reading lines run in order.
   const reads = await runIpvsadm(["-R"], context(admin, "# counters\nipvsadm -S -n\n"), "0.0.0");
   assert.deepEqual([reads.code, reads.stdout], [
