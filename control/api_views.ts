@@ -12,13 +12,22 @@ import type { ServiceConfig } from "./config.ts";
 /** A real as the API shows it. */
 export type RealView = ReturnType<typeof realView>;
 
-/** One real of `svc` with its live counters (`live` absent: zeros and the configured weight). */
-export function realView(svc: ServiceConfig, index: number, live: RealStats | undefined) {
+/**
+ * One real of `svc` with its live counters. `live` absent: not in the running dataplane (health
+ * took it out) when `scheduled` is false, else not known (zeros and the configured weight).
+ */
+export function realView(
+  svc: ServiceConfig,
+  index: number,
+  live: RealStats | undefined,
+  scheduled = true,
+) {
   const r = svc.reals[index];
   return {
     address: r.address,
     port: r.port,
-    weight: live?.weight ?? (r.drain === true ? 0 : r.weight),
+    weight: live?.weight ?? (r.drain === true || !scheduled ? 0 : r.weight),
+    scheduled,
     configuredWeight: r.weight,
     drained: r.drain === true,
     forward: FORWARD_METHODS[svc.forward],
@@ -56,7 +65,9 @@ export function serviceView(svc: ServiceConfig, live: { reals: RealStats[] } | u
     localAddresses: svc.localAddresses,
     reals: svc.reals.map((r, i) => {
       const addr = parseIpv4Address(r.address);
-      return realView(svc, i, live?.reals.find((l) => l.address === addr && l.port === r.port));
+      const found = live?.reals.find((l) => l.address === addr && l.port === r.port);
+      // The dataplane runs this service without this real: health checks took it out.
+      return realView(svc, i, found, live === undefined || found !== undefined);
     }),
   };
 }

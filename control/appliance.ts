@@ -227,6 +227,9 @@ export async function runAppliance(configPath: string): Promise<number> {
       linkRefreshMs(),
     );
     links.start();
+    // Checks started with health.sync before the dataplane ran; what they found meanwhile
+    // (a real down at start, alpha reals coming up) was not applied yet.
+    await running.exclusive(() => applyConfig(running.config, false, false));
     drops = new DropWatcher((name, params) => dataplane!.request(name, params), events, {
       onError: (err) => log("drop watch failed", { error: (err as Error).message }),
     });

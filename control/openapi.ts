@@ -624,6 +624,9 @@ const SCHEMAS: Record<string, JsonSchema> = {
     address: ipv4("The real."),
     port: integer(0, 65535, "0: the client's destination port."),
     weight: integer(0, 65535, "The weight the scheduler uses now (0 while drained or down)."),
+    scheduled: bool(
+      "In the running dataplane; false while health checks keep it out (see /api/v1/health).",
+    ),
     configuredWeight: integer(0, 65535, "The weight in appliance.yaml."),
     drained: bool("Drained by an operator (…/drain)."),
     forward: { type: "string", enum: Object.values(IPVSADM_FORWARD_NAMES) },

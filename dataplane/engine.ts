@@ -162,6 +162,15 @@ export class Engine {
       if ((this.conns.flags[entry >> 1] & ConnFlag.SYNPROXY) !== 0) {
         return this.#synproxied(b, off, l4, entry, flags, total, src, sport, dst, dport);
       }
+      if (
+        proto === PROTO_TCP && (entry & 1) === 0 && (flags & (TCP_SYN | TCP_ACK)) === TCP_SYN &&
+        over(this.conns.state[entry >> 1])
+      ) {
+        // The client reuses the ports of a connection that is over: a new connection, scheduled
+        // anew (IPVS's conn_reuse_mode), not sent to the old one's real, which may be gone.
+        this.#drop(entry >> 1);
+        return this.#open(b, off, l4, proto, flags, total, src, sport, dst, dport);
+      }
       return this.#translate(b, off, l4, entry, proto, flags, total);
     }
     return this.#open(b, off, l4, proto, flags, total, src, sport, dst, dport);
@@ -649,6 +658,11 @@ export class Engine {
     this.counters[C.PASSED_THROUGH]++;
     return total;
   }
+}
+
+/** Whether TCP state `s` ends a connection for good: IPVS's is_new_conn_expected. */
+function over(s: number): boolean {
+  return s === ConnState.TIME_WAIT || s === ConnState.CLOSE;
 }
 
 /** Whether TCP state `s` is one of a connection on its way out (a SYN there opens a new one). */

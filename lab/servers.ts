@@ -183,6 +183,104 @@ export async function startHttpServer(
   return server;
 }
 
+/** What a health endpoint of {@linkcode startHealthEndpointServer} answers. */
+export type HealthEndpointMode =
+  /** 200 "ok\n". */
+  | "ok"
+  /** 500 "fail\n". */
+  | "fail"
+  /** 200 "changed\n": the status is fine, the body (and its digest) is not. */
+  | "changed"
+  /** "ok" in even wall-clock seconds, "fail" in odd ones. */
+  | "flap";
+
+/** A server whose health endpoints the test switches while it runs. */
+export interface HealthEndpointServer extends LabServer {
+  /** Directory holding one file per endpoint; pass it again to restart with the same modes. */
+  controlDir: string;
+  /** Makes `GET /<endpoint>` answer as `mode` from the next request on. */
+  setMode(endpoint: string, mode: HealthEndpointMode): Promise<void>;
+}
+
+/** Options for {@linkcode startHealthEndpointServer}. */
+export interface HealthEndpointOptions {
+  port: number;
+  /** Answer of `GET /`; defaults to "<role> <address>\n" like startHttpServer's page. */
+  body?: string;
+  /** Modes of a previous run of this server (its controlDir); a new empty one when absent. */
+  controlDir?: string;
+}
+
+// Reads the mode file on every request, so a switch needs no signal and survives a restart.
+const HEALTH_ENDPOINT_PY = `
+import http.server, os, re, sys, time
+port, page, control = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3]
+ANSWERS = {"ok": (200, b"ok\\n"), "fail": (500, b"fail\\n"), "changed": (200, b"changed\\n")}
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+    def do_GET(self):
+        name = self.path.strip("/")
+        mode = None
+        if name == "":
+            status, body = 200, page
+        else:
+            if re.fullmatch(r"[a-z0-9_-]+", name):
+                try:
+                    with open(os.path.join(control, name)) as f:
+                        mode = f.read().strip()
+                except OSError:
+                    pass
+            if mode == "flap":
+                mode = "ok" if int(time.time()) % 2 == 0 else "fail"
+            status, body = ANSWERS.get(mode, (404, b"no such endpoint\\n"))
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+server = http.server.ThreadingHTTPServer(("0.0.0.0", port), Handler)
+server.daemon_threads = True
+server.serve_forever()
+`;
+
+/**
+ * Starts an HTTP server on 0.0.0.0:`port` in `role`'s namespace that answers `GET /` with its
+ * page and `GET /<endpoint>` as the test last set it (404 until set), for health checks that
+ * must see a failing status, a changed body or a flapping real.
+ */
+export async function startHealthEndpointServer(
+  lab: Lab,
+  role: string,
+  opts: HealthEndpointOptions,
+): Promise<HealthEndpointServer> {
+  const controlDir = opts.controlDir ?? await lab.makeTempDir(`${role}-health${opts.port}`);
+  const body = opts.body ?? `${role} ${await primaryAddress(lab, role)}\n`;
+  const child = lab.spawn(
+    role,
+    [python(), "-c", HEALTH_ENDPOINT_PY, String(opts.port), body, controlDir],
+    { stdout: "null", stderr: "piped" },
+  );
+  const stderr = new OutputCollector(child.stderr, 64 << 10);
+  const server = serverHandle(role, opts.port, child, stderr);
+  await waitReady(
+    lab,
+    role,
+    child,
+    stderr,
+    "health endpoint server",
+    () => waitForTcp(lab, role, "127.0.0.1", opts.port, 200).then(() => true, () => false),
+  );
+  const setMode = async (endpoint: string, mode: HealthEndpointMode) => {
+    if (!/^[a-z0-9_-]+$/.test(endpoint)) throw new Error(`bad endpoint name ${endpoint}`);
+    // Renamed into place so a request never reads a half-written mode.
+    const tmp = `${controlDir}/.${endpoint}.tmp`;
+    await Deno.writeTextFile(tmp, mode);
+    await Deno.rename(tmp, `${controlDir}/${endpoint}`);
+  };
+  return { ...server, controlDir, setMode };
+}
+
 /** Options for {@linkcode startUdpEchoServer}. */
 export interface UdpEchoOptions {
   port: number;

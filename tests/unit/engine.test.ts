@@ -184,6 +184,25 @@ Deno.test("connection state and active/inactive counters follow the TCP lifecycl
   assert.equal(engine.conns.size, 3);
 });
 
+Deno.test("a SYN on the ports of a connection in TIME_WAIT is scheduled anew (IPVS's conn_reuse_mode)", () => {
+  const engine = new Engine(webAndDnsSpec());
+  const port = 42000;
+  const realOf = (pkt: Uint8Array) => get32(forward(engine, pkt).pkt, 16);
+  assert.equal(realOf(tcp(CLIENT, port, VIP, 80, TCP_SYN)), REAL1);
+  forward(engine, tcp(REAL1, 8080, CLIENT, port, TCP_SYN | TCP_ACK));
+  forward(engine, tcp(CLIENT, port, VIP, 80, TCP_ACK));
+  forward(engine, tcp(CLIENT, port, VIP, 80, TCP_FIN | TCP_ACK));
+  forward(engine, tcp(REAL1, 8080, CLIENT, port, TCP_FIN | TCP_ACK));
+  assert.equal(stateOf(engine, PROTO_TCP, CLIENT, port), ConnState.TIME_WAIT);
+  // The finished connection was on REAL1; rr's next pick is REAL2.
+  assert.equal(realOf(tcp(CLIENT, port, VIP, 80, TCP_SYN)), REAL2, "scheduled anew");
+  assert.equal(stateOf(engine, PROTO_TCP, CLIENT, port), ConnState.SYN_RECV);
+  assert.deepEqual(conns(engine, WEB), [[0, 0], [1, 0]], "the old entry's counts are gone");
+  // A retransmitted SYN of a live connection stays with it.
+  assert.equal(realOf(tcp(CLIENT, port, VIP, 80, TCP_SYN)), REAL2);
+  assert.equal(engine.conns.size, 1);
+});
+
 Deno.test("connections expire after their state's timeout and the counters return to 0", () => {
   const engine = new Engine(webAndDnsSpec());
   // No tick before the first packets: the engine may start with traffic.
