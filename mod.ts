@@ -6,7 +6,8 @@ import denoJson from "./deno.json" with { type: "json" };
 import { readAdminToken } from "./control/admin_auth.ts";
 import { runAppliance } from "./control/appliance.ts";
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig } from "./control/config.ts";
-import { invokedAsIpvsadm, ipvsadmMain } from "./control/ipvsadm.ts";
+import { runHealthCli } from "./control/health_cli.ts";
+import { chooseAdmin, httpAdminClient, invokedAsIpvsadm, ipvsadmMain } from "./control/ipvsadm.ts";
 import { importMain } from "./control/import/import_command.ts";
 
 /** The version this build reports. */
@@ -18,6 +19,9 @@ usage:
   tunvs run [--config FILE]    run the appliance in the foreground (needs root or CAP_NET_ADMIN)
   tunvs check [FILE]           validate a configuration without touching the host
   tunvs version                print the version
+  tunvs health [list|pause|resume|force ...]
+                               health checks: state and last result of each real; pause,
+                               resume, force up/down/auto (\`tunvs health help\`)
   tunvs ipvsadm ARGS...        ipvsadm's command line against the running appliance
                                (--admin URL, TUNVS_ADMIN or --config FILE say where it
                                listens; \`tunvs ipvsadm -h\` for its options). Run as
@@ -58,6 +62,14 @@ export async function main(args: string[]): Promise<number> {
         return await importMain(rest);
       case "ipvsadm":
         return await ipvsadmMain(rest, "tunvs ipvsadm", VERSION);
+      case "health": {
+        const choice = chooseAdmin(rest, (name) => Deno.env.get(name));
+        const admin = httpAdminClient(choice.url, choice.source, undefined, choice.tokenFile);
+        const result = await runHealthCli(choice.args, admin);
+        if (result.stdout !== "") console.log(result.stdout.trimEnd());
+        if (result.stderr !== "") console.error(result.stderr.trimEnd());
+        return result.code;
+      }
       case "version":
       case "--version":
         console.log(`tunvs ${VERSION}`);
