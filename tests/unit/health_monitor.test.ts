@@ -1,46 +1,8 @@
 import assert from "node:assert/strict";
-import type { Clock, TimerId } from "../../control/health/clock.ts";
+import { FakeClock, flush } from "../fixtures/fake_clock.ts";
 import { HealthMonitor } from "../../control/health/monitor.ts";
 import type { Checker } from "../../control/health/checker.ts";
 import type { CheckResult, HealthCheckConfig } from "../../control/health/types.ts";
-
-/** A manual clock: timers fire only inside advance(), in time order. */
-class FakeClock implements Clock {
-  t = 0;
-  private nextId = 1;
-  readonly timers = new Map<number, { at: number; fn: () => void }>();
-
-  now(): number {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number): TimerId {
-    const id = this.nextId++;
-    this.timers.set(id, { at: this.t + ms, fn });
-    return id;
-  }
-  clearTimeout(id: TimerId): void {
-    this.timers.delete(id as number);
-  }
-  async advance(ms: number): Promise<void> {
-    const end = this.t + ms;
-    for (;;) {
-      await flush();
-      let first: [number, { at: number; fn: () => void }] | undefined;
-      for (const e of this.timers) if (first === undefined || e[1].at < first[1].at) first = e;
-      if (first === undefined || first[1].at > end) break;
-      this.timers.delete(first[0]);
-      this.t = first[1].at;
-      first[1].fn();
-    }
-    this.t = end;
-    await flush();
-  }
-}
-
-/** Lets every pending promise chain run (a real macrotask turn). */
-function flush(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
-}
 
 function config(over: Partial<HealthCheckConfig> = {}): HealthCheckConfig {
   return {
