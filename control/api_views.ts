@@ -9,14 +9,11 @@ import type { RealStats } from "../dataplane/stats/requests.ts";
 import { parseIpv4Address } from "../dataplane/wire/ipv4.ts";
 import type { ServiceConfig } from "./config.ts";
 
-/** A real as the API shows it. */
-export type RealView = ReturnType<typeof realView>;
-
 /**
  * One real of `svc` with its live counters. `live` absent: not in the running dataplane (health
  * took it out) when `scheduled` is false, else not known (zeros and the configured weight).
  */
-export function realView(
+function realView(
   svc: ServiceConfig,
   index: number,
   live: RealStats | undefined,

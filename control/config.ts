@@ -1141,11 +1141,11 @@ function toModel(out: SchemaOutput): ApplianceConfig {
 // Entry points.
 
 /**
- * The source ports `real`'s replies for `svc` come from: its own port, or, for a real that
- * takes the client's port, every port the service serves (what a reply rule must match).
+ * The source ports replies come from for a real of `svc` on `port`: that port, or, for a real
+ * that takes the client's port (0), every port the service serves (what a reply rule must match).
  */
-export function realReplyPorts(svc: ServiceConfig, real: RealConfig): PortRange[] {
-  if (real.port !== 0) return [[real.port, real.port]];
+export function realReplyPorts(svc: ServiceConfig, port: number): PortRange[] {
+  if (port !== 0) return [[port, port]];
   if (svc.ports !== undefined) return svc.ports.map(([a, b]): PortRange => [a, b]);
   return [[1, 65535]];
 }

@@ -57,7 +57,7 @@ export function parseConfigDocument(text: string): Document {
 }
 
 /** Whether two plain values are equal as JSON data. */
-export function sameValue(a: unknown, b: unknown): boolean {
+function sameValue(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (typeof a !== typeof b || a === null || b === null || typeof a !== "object") return false;
   if (Array.isArray(a) !== Array.isArray(b)) return false;

@@ -39,7 +39,7 @@ interface RealHealth {
 }
 
 /** One line per real, in columns. */
-export function formatHealthList(reals: readonly RealHealth[]): string {
+function formatHealthList(reals: readonly RealHealth[]): string {
   const rows = [["SERVICE", "REAL", "STATE", "CHECK", "WEIGHT", "LAST", "LATENCY", "REASON"]];
   for (const r of reals) {
     const state = r.forced !== null

@@ -160,21 +160,6 @@ const COMMAND_RULES: Record<
   "get-laddr": { optional: ["service-address"] },
 };
 
-/** The commands that would change the running rules (or start something); `list` and co. read. */
-export const CHANGING_COMMANDS: ReadonlySet<CommandName> = new Set<CommandName>([
-  "add-service",
-  "edit-service",
-  "delete-service",
-  "flush",
-  "add-server",
-  "delete-server",
-  "edit-server",
-  "start-daemon",
-  "stop-daemon",
-  "add-laddr",
-  "del-laddr",
-]);
-
 /** Tunnel types, numbered as IPVS numbers them. */
 export const TUNNEL_TYPES = ["ipip", "gue", "gre"] as const;
 

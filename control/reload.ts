@@ -5,7 +5,7 @@
  * @module
  */
 import type { ApplyResult } from "../dataplane/apply.ts";
-import { type ApplianceConfig, type PortRange, realReplyPorts } from "./config.ts";
+import { type ApplianceConfig, realReplyPorts } from "./config.ts";
 import type { HostPlan } from "./host.ts";
 
 /** A change that was not applied: the running configuration is unchanged. */
@@ -30,13 +30,12 @@ export function hostPlan(config: ApplianceConfig): HostPlan {
   const natReals: HostPlan["natReals"] = [];
   for (const s of config.services) {
     if (s.forward !== "nat") continue;
-    for (const r of s.reals) {
-      natReals.push({ address: r.address, ports: realReplyPorts(s, r), protocol: s.protocol });
-    }
-    if (s.sorryServer !== undefined) {
-      const sorry = { ...s.sorryServer, weight: 1, upperThreshold: 0, lowerThreshold: 0 };
-      const ports: PortRange[] = realReplyPorts(s, sorry);
-      natReals.push({ address: sorry.address, ports, protocol: s.protocol });
+    for (const r of [...s.reals, ...(s.sorryServer === undefined ? [] : [s.sorryServer])]) {
+      natReals.push({
+        address: r.address,
+        ports: realReplyPorts(s, r.port),
+        protocol: s.protocol,
+      });
     }
   }
   return {

@@ -48,7 +48,7 @@ export interface ChangeOutcome<R> {
 }
 
 /** sha256 of `text`, the first 16 hex digits: the configuration's version and ETag. */
-export async function configVersion(text: string): Promise<string> {
+async function configVersion(text: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
   return Array.from(new Uint8Array(digest).slice(0, 8), (b) => b.toString(16).padStart(2, "0"))
     .join("");
@@ -164,20 +164,6 @@ export class RunningConfig {
       this.#commit(parseConfigDocument(text), text, next, await configVersion(text));
       return { version: this.#version, previousVersion, written: false, applied };
     });
-  }
-
-  /**
-   * Checks a candidate configuration text without applying it; returns its issues (empty when
-   * it is valid).
-   */
-  static validate(text: string, file: string): { valid: boolean; issues: ConfigError["issues"] } {
-    try {
-      parseConfig(text, file);
-      return { valid: true, issues: [] };
-    } catch (err) {
-      if (err instanceof ConfigError) return { valid: false, issues: err.issues };
-      throw err;
-    }
   }
 
   #commit(doc: Document, text: string, config: ApplianceConfig, version: string): void {

@@ -163,15 +163,6 @@ export interface HealthCounts {
   services: { service: string; up: number; down: number }[];
 }
 
-/**
- * Where counts also go as they happen, for a /metrics collector that keeps its own totals
- * (control/health_counters.ts's HealthCounters fits).
- */
-export interface HealthCountSink {
-  transition(service: string, real: CheckTarget, up: boolean): void;
-  check(type: string, ok: boolean): void;
-}
-
 /** Thrown for a service or real the supervisor does not know (the API answers 404). */
 export class HealthNotFoundError extends Error {
   /** Builds the message from what was looked up. */
@@ -207,8 +198,6 @@ export interface HealthSupervisorOptions {
   clock?: Clock;
   /** Builds the monitor (tests inject fake checkers and clocks through it). */
   createMonitor?(options: HealthMonitorOptions): HealthMonitor;
-  /** Also receives each real's transition and each round's result as they happen. */
-  counts?: HealthCountSink;
   /** Where log lines go; default control/log.ts. */
   log?(message: string, fields: Record<string, LogValue>): void;
 }
@@ -581,7 +570,6 @@ export class HealthSupervisor {
       r.since = now;
       if (up) r.tally.up++;
       else r.tally.down++;
-      this.options.counts?.transition(r.service, { ...r.target }, up);
       const latencyMs = cause === "check" ? r.last?.latencyMs : undefined;
       this.write(up ? "real server up" : "real server down", {
         service: r.service,
@@ -767,7 +755,6 @@ export class HealthSupervisor {
       counts.attempts += last.attempts;
       if (!last.ok) counts.failed++;
     }
-    this.options.counts?.check(type, last.ok);
     const r = this.reals.get(realKey(service, real.address, real.port));
     if (r !== undefined) r.last = last;
   }

@@ -11,11 +11,10 @@ import { type ApplianceProcess, REPO_ROOT } from "../../lab/appliance.ts";
 import { Lab, pollUntil } from "../../lab/netns.ts";
 import { curl, type LabServer, startHttpServer } from "../../lab/servers.ts";
 import { buildSeed000, type Seed000 } from "../../lab/topology.ts";
-import type { RealHealthView } from "../../control/health/supervisor.ts";
 import { e2eOptions, type ServiceDef, whoAnswers, withAppliance, writeConfig } from "./harness.ts";
+import { alternates, HEADER, sleep, waitChecked, waitState } from "./health_harness.ts";
 
 const opts = e2eOptions("health check end-to-end tests");
-const HEADER = ["admin:", "  listen: 127.0.0.1:9180", "dataplane:", "  tun: tunvs0"];
 /** Seed 000's check, with times small enough for a test. */
 const TCP = { interval: 1, timeout: 1, rise: 1, fall: 2 };
 const TCP_CHECK =
@@ -30,8 +29,6 @@ interface Ctx {
   /** The reals' HTTP servers by name; replaced when restarted. */
   servers: Map<string, LabServer>;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Who answers `n` requests from the client to the VIP. */
 async function answers(c: Ctx, n: number): Promise<string[]> {
@@ -61,50 +58,6 @@ async function ensureServing(c: Ctx): Promise<void> {
     const r = await curl(c.lab, "director", `http://${real.addr}/`, { timeoutSec: 2 });
     if (r.code !== 200) await startReal(c, real.name);
   }
-}
-
-async function healthOf(app: ApplianceProcess, address: string): Promise<RealHealthView> {
-  const all = await app.api("/api/v1/health") as { reals: RealHealthView[] };
-  const view = all.reals.find((r) => r.address === address);
-  assert.ok(view, `no health view of ${address}: ${JSON.stringify(all)}`);
-  return view;
-}
-
-/** Polls the health API until `address` is in `state`; returns its view then. */
-async function waitState(
-  app: ApplianceProcess,
-  address: string,
-  state: "up" | "down",
-  timeoutMs: number,
-): Promise<RealHealthView> {
-  let view: RealHealthView | null = null;
-  const ok = await pollUntil(
-    async () => {
-      view = await healthOf(app, address);
-      return view.state === state;
-    },
-    timeoutMs,
-    50,
-  );
-  assert.ok(ok, `${address} not ${state} within ${timeoutMs} ms: ${JSON.stringify(view)}`);
-  return view!;
-}
-
-/** Waits until every real has passed a check, so a test starts from a settled state. */
-async function waitChecked(app: ApplianceProcess, c: Ctx): Promise<void> {
-  for (const real of c.topo.reals) {
-    assert.ok(
-      await pollUntil(async () => (await healthOf(app, real.addr)).last?.ok === true, 5000, 50),
-      `${real.name} never passed a check`,
-    );
-  }
-}
-
-function alternates(answers: string[]): void {
-  for (let i = 1; i < answers.length; i++) {
-    assert.notEqual(answers[i], answers[i - 1], `rr alternation: ${answers}`);
-  }
-  assert.deepEqual([...new Set(answers)].sort(), ["web01", "web02"]);
 }
 
 /** One request of the client's loop: when it started and ended, who answered or why not. */
@@ -173,7 +126,7 @@ async function healthEvents(c: Ctx, app: ApplianceProcess): Promise<Record<strin
 async function stopAndStart(c: Ctx): Promise<void> {
   const config = await writeConfig(c.dir, "tcp", [web(c, [TCP_CHECK])], HEADER);
   await withAppliance(c.lab, config, async (app) => {
-    await waitChecked(app, c);
+    await waitChecked(app);
     alternates(await answers(c, 4));
 
     let done = false;
@@ -181,7 +134,7 @@ async function stopAndStart(c: Ctx): Promise<void> {
     await sleep(500);
     const stopped = Date.now();
     await c.servers.get("web01")!.stop();
-    const down = await waitState(app, WEB01, "down", 8000);
+    const down = await waitState(app, null, WEB01, "down", 8000);
     // Let the loop run on long enough to show nothing reaches web01 any more.
     await sleep(1500);
     done = true;
@@ -242,7 +195,7 @@ async function stopAndStart(c: Ctx): Promise<void> {
 
     const started = Date.now();
     await startReal(c, "web01");
-    const up = await waitState(app, WEB01, "up", 8000);
+    const up = await waitState(app, null, WEB01, "up", 8000);
     const returnMs = up.since - started;
     const returnBoundMs = (TCP.interval * TCP.rise + TCP.timeout + TCP.interval) * 1000;
     console.log(
@@ -276,9 +229,9 @@ async function inhibitAndNotify(c: Ctx): Promise<void> {
   const notified = async () =>
     (await Deno.readTextFile(log).catch(() => "")).split("\n").filter((l) => l !== "");
   await withAppliance(c.lab, config, async (app) => {
-    await waitChecked(app, c);
+    await waitChecked(app);
     await c.servers.get("web01")!.stop();
-    const down = await waitState(app, WEB01, "down", 8000);
+    const down = await waitState(app, null, WEB01, "down", 8000);
     assert.equal(down.effectiveWeight, 0);
     await sleep(300);
     const services = await app.api("/api/v1/services") as {
@@ -296,7 +249,7 @@ async function inhibitAndNotify(c: Ctx): Promise<void> {
     assert.match(reason, /tcp check: connect: .*refused/i);
 
     await startReal(c, "web01");
-    const up = await waitState(app, WEB01, "up", 8000);
+    const up = await waitState(app, null, WEB01, "up", 8000);
     assert.equal(up.effectiveWeight, 1);
     assert.ok(await pollUntil(async () => (await notified()).length === 2, 3000, 50));
     const lines = await notified();
@@ -371,11 +324,11 @@ async function seed003Import(c: Ctx): Promise<void> {
   await Deno.writeTextFile(config, `${HEADER.join("\n")}\n${yaml}`);
 
   await withAppliance(c.lab, config, async (app) => {
-    await waitChecked(app, c);
+    await waitChecked(app);
     alternates(await answers(c, 4));
     const stopped = Date.now();
     await c.servers.get("web01")!.stop();
-    const down = await waitState(app, WEB01, "down", 10_000);
+    const down = await waitState(app, null, WEB01, "down", 10_000);
     // A round fails after its first attempt and `retry` more, `delay_before_retry` apart (refused
     // at once); keepalived acts on the first failed round. Bound: up to one interval until the
     // next round, the round's retries, and one interval of slack.

@@ -18,9 +18,17 @@ import {
 import { buildSeed000, SEED000, type Seed000 } from "../../lab/topology.ts";
 import type { RealHealthView, ServiceHealthView } from "../../control/health/supervisor.ts";
 import { e2eOptions, type ServiceDef, whoAnswers, withAppliance, writeConfig } from "./harness.ts";
+import {
+  alternates,
+  HEADER,
+  health,
+  healthOf,
+  sleep,
+  waitChecked,
+  waitState,
+} from "./health_harness.ts";
 
 const opts = e2eOptions("health checker end-to-end tests");
-const HEADER = ["admin:", "  listen: 127.0.0.1:9180", "dataplane:", "  tun: tunvs0"];
 const WEB01 = "10.10.10.11";
 const SORRY = "10.10.10.99";
 /** The endpoints the reals' servers answer besides their page. */
@@ -33,8 +41,6 @@ interface Ctx {
   /** The reals' servers by name; replaced when restarted. */
   servers: Map<string, HealthEndpointServer>;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A `health_check:` line with the timing `t`, no retries, and the settings in `rest`. */
 function check(t: { interval: number; timeout: number; rise: number; fall: number }, rest: string) {
@@ -76,61 +82,6 @@ async function resetReals(c: Ctx): Promise<void> {
     if (r.code !== 200) await startReal(c, real.name);
     for (const e of ENDPOINTS) await c.servers.get(real.name)!.setMode(e, "ok");
   }
-}
-
-async function health(app: ApplianceProcess) {
-  return await app.api("/api/v1/health") as {
-    reals: RealHealthView[];
-    services: ServiceHealthView[];
-  };
-}
-
-async function healthOf(app: ApplianceProcess, service: string, address: string) {
-  const all = await health(app);
-  const view = all.reals.find((r) => r.service === service && r.address === address);
-  assert.ok(view, `no health view of ${service} ${address}: ${JSON.stringify(all)}`);
-  return view;
-}
-
-/** Polls the health API until the real is in `state`; returns its view then. */
-async function waitState(
-  app: ApplianceProcess,
-  service: string,
-  address: string,
-  state: "up" | "down",
-  timeoutMs: number,
-): Promise<RealHealthView> {
-  let view: RealHealthView | null = null;
-  const ok = await pollUntil(
-    async () => {
-      view = await healthOf(app, service, address);
-      return view.state === state;
-    },
-    timeoutMs,
-    50,
-  );
-  assert.ok(ok, `${service} ${address} not ${state} in ${timeoutMs} ms: ${JSON.stringify(view)}`);
-  return view!;
-}
-
-/** Waits until every checked real has passed a check, so a step starts from a settled state. */
-async function waitChecked(app: ApplianceProcess): Promise<void> {
-  const ok = await pollUntil(
-    async () => {
-      const all = await health(app);
-      return all.reals.every((r) => r.check === "none" || r.last?.ok === true);
-    },
-    5000,
-    50,
-  );
-  assert.ok(ok, `some real never passed a check: ${JSON.stringify(await health(app))}`);
-}
-
-function alternates(answers: string[]): void {
-  for (let i = 1; i < answers.length; i++) {
-    assert.notEqual(answers[i], answers[i - 1], `rr alternation: ${answers}`);
-  }
-  assert.deepEqual([...new Set(answers)].sort(), ["web01", "web02"]);
 }
 
 function only(who: string, n: number): string[] {

@@ -674,8 +674,8 @@ Deno.test("ports: a port group of ports and ranges; reals without a port follow 
   assert.equal(svc.port, 0);
   assert.deepEqual(svc.ports, [[80, 80], [443, 443], [8000, 8099], [9000, 9001]]);
   assert.deepEqual(svc.reals.map((r) => r.port), [0, 8443]);
-  assert.deepEqual(realReplyPorts(svc, svc.reals[0]), svc.ports);
-  assert.deepEqual(realReplyPorts(svc, svc.reals[1]), [[8443, 8443]]);
+  assert.deepEqual(realReplyPorts(svc, svc.reals[0].port), svc.ports);
+  assert.deepEqual(realReplyPorts(svc, svc.reals[1].port), [[8443, 8443]]);
 
   const spec = compileDataplaneSpec(cfg).services[0];
   assert.equal(spec.port, 0);
@@ -686,7 +686,7 @@ Deno.test("ports: a port group of ports and ranges; reals without a port follow 
     withService("vip: 10.0.0.1", "port: 80", "reals: [{ address: 10.0.0.2 }]"),
   );
   assert.equal("ports" in compileDataplaneSpec(plain).services[0], false);
-  assert.deepEqual(realReplyPorts(plain.services[0], plain.services[0].reals[0]), [[80, 80]]);
+  assert.deepEqual(realReplyPorts(plain.services[0], plain.services[0].reals[0].port), [[80, 80]]);
 });
 
 Deno.test("ports: bad items, overlaps in the list, and port with ports are errors", () => {
@@ -755,7 +755,7 @@ Deno.test("port 0 (any port) needs persistence; its reals take the client's port
   assert.equal(svc.port, 0);
   assert.equal("ports" in svc, false);
   assert.equal(svc.reals[0].port, 0);
-  assert.deepEqual(realReplyPorts(svc, svc.reals[0]), [[1, 65535]]);
+  assert.deepEqual(realReplyPorts(svc, svc.reals[0].port), [[1, 65535]]);
   // Two port-0 services on one VIP and protocol are one too many.
   const twice = issuesOf(
     [

@@ -17,7 +17,7 @@ import {
 } from "../../control/ipvsadm_rules.ts";
 import { NO_NAMES } from "../../control/netdb.ts";
 import { adminFixture } from "../fixtures/admin_harness.ts";
-import { configTakesFwmark, FakeConfigAdmin } from "../fixtures/config_admin.ts";
+import { FakeConfigAdmin } from "../fixtures/config_admin.ts";
 
 function inv(line: string): Invocation {
   const p = parseIpvsadm(line.split(" ").filter((w) => w !== ""), "ipvsadm", NO_NAMES);
@@ -606,29 +606,20 @@ Deno.test("seed 002: the command table, the DR lab and the firewall mark", async
     "-a -f 6666 -r 192.168.0.20 -g",
     "-E -f 6666 -s rr -p 3000",
   ];
-  if (configTakesFwmark()) {
-    for (const line of fwmark) await ok(line);
-    assert.deepEqual(await run(admin, "-Ln"), [
-      0,
-      HEADER + "FWM  6666 rr persistent 3000\n" + realLine("192.168.0.10:0", "Route", 1) +
-      realLine("192.168.0.20:0", "Route", 1),
-    ]);
-  } else {
-    // Until appliance.yaml has firewall marks, the appliance refuses the service, and says where.
-    const [code, text] = await run(admin, fwmark[0]);
-    assert.equal(code, 255);
-    assert.match(text, /^services\[0\] \(fwmark-6666\)/);
-    assert.deepEqual(admin.services, []);
-    // The rules themselves are what ipvsadm -R would send once it does.
-    assert.deepEqual(fwmark.reduce((s, l) => applyInvocation(s, inv(l)), [] as RawMap[]), [{
-      name: "fwmark-6666",
-      fwmark: 6666,
-      scheduler: "rr",
-      persistence: { timeout: 3000 },
-      forward: "dr",
-      reals: [{ address: "192.168.0.10", weight: 1 }, { address: "192.168.0.20", weight: 1 }],
-    }]);
-  }
+  // appliance.yaml has no firewall-mark services: the appliance refuses one, and says why.
+  const [code, text] = await run(admin, fwmark[0]);
+  assert.equal(code, 255);
+  assert.match(text, /^services\[0\] \(fwmark-6666\)\.fwmark: firewall-mark services are not/);
+  assert.deepEqual(admin.services, []);
+  // The rules themselves are what ipvsadm -R sends.
+  assert.deepEqual(fwmark.reduce((s, l) => applyInvocation(s, inv(l)), [] as RawMap[]), [{
+    name: "fwmark-6666",
+    fwmark: 6666,
+    scheduler: "rr",
+    persistence: { timeout: 3000 },
+    forward: "dr",
+    reals: [{ address: "192.168.0.10", weight: 1 }, { address: "192.168.0.20", weight: 1 }],
+  }]);
 });
 
 Deno.test("seed 003: Dserver.sh's rules", async () => {

@@ -11,7 +11,6 @@ import {
   KeepalivedSyntaxError,
   parseKeepalivedConf,
 } from "../../control/import/keepalived_conf.ts";
-import { configTakesFwmark } from "../fixtures/config_admin.ts";
 
 const SEED_003 = Deno.readTextFileSync(
   new URL("../fixtures/keepalived_seed003.conf", import.meta.url),
@@ -347,22 +346,11 @@ virtual_server fwmark 6666 {
     [10, "tunvs forwards all reals of a service one way; this one uses dr"],
     [15, "tunvs has no such checker"],
   ]);
-  if (configTakesFwmark()) {
-    assert.deepEqual(result.config.services[1], {
-      name: "fwmark-6666",
-      fwmark: 6666,
-      persistence: { timeout: 3000 },
-      scheduler: "wlc",
-      forward: "dr",
-      reals: [{ address: "192.168.0.10", weight: 2 }],
-    });
-  } else {
-    // Until appliance.yaml has firewall marks, the service is named as left out, and why.
-    assert.equal(result.config.services.length, 1);
-    assert.deepEqual(lost[3][0], 19);
-    assert.match(
-      String(lost[3][1]),
-      /^appliance\.yaml cannot express it \(.*firewall-mark services are not supported/,
-    );
-  }
+  // appliance.yaml has no firewall-mark services: the service is named as left out, and why.
+  assert.equal(result.config.services.length, 1);
+  assert.deepEqual(lost[3][0], 19);
+  assert.match(
+    String(lost[3][1]),
+    /^appliance\.yaml cannot express it \(.*firewall-mark services are not supported/,
+  );
 });
