@@ -13,7 +13,7 @@
  * @module
  */
 import type { Document } from "yaml";
-import { type ApplianceConfig, ConfigError, parseConfig, readConfigText } from "./config.ts";
+import { type ApplianceConfig, parseConfig, readConfigText } from "./config.ts";
 import { writeFileAtomic } from "./atomic_file.ts";
 import { mergeIntoDocument, parseConfigDocument } from "./config_document.ts";
 
