@@ -55,7 +55,7 @@ const REAL_COUNTERS = 5;
 /** Identity of a service across specs. */
 function serviceKey(s: ServiceSpec): string {
   const ports = s.ports === undefined ? "" : s.ports.map(([a, b]) => `${a}-${b}`).join(",");
-  return `${s.protocol}/${s.vip}/${s.port}/${ports}/${s.forward}`;
+  return `${s.protocol}/${s.vip}/${s.port}/${ports}/${s.forward}/${s.fwmark ?? 0}`;
 }
 
 /** Identity of a real within its service. */

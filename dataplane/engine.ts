@@ -111,9 +111,10 @@ export class Engine {
 
   /**
    * Handles the packet of `len` bytes at `off` in `b`, rewriting it in place (a tunnelled packet
-   * grows by 20 bytes within its slot). Returns the length to write back, DROP, or SENT.
+   * grows by 20 bytes within its slot). `mark`: the firewall mark of the TUN device it was read
+   * from (0: the main device). Returns the length to write back, DROP, or SENT.
    */
-  process(b: Uint8Array, off: number, len: number): number {
+  process(b: Uint8Array, off: number, len: number, mark = 0): number {
     this.counters[C.RX_PACKETS]++;
     if (parseIpv4(b, off, len) !== 0) {
       this.counters[C.DROP_MALFORMED_IPV4]++;
@@ -154,7 +155,7 @@ export class Engine {
     } else if (proto === PROTO_ICMP) {
       return forwardIcmp(this, b, off, l4, l4len, src, dst, total);
     } else {
-      return this.#other(dst, total);
+      return this.#other(dst, total, mark);
     }
 
     const entry = this.conns.lookup(proto, src, sport, dst, dport);
@@ -169,11 +170,11 @@ export class Engine {
         // The client reuses the ports of a connection that is over: a new connection, scheduled
         // anew (IPVS's conn_reuse_mode), not sent to the old one's real, which may be gone.
         this.#drop(entry >> 1);
-        return this.#open(b, off, l4, proto, flags, total, src, sport, dst, dport);
+        return this.#open(b, off, l4, proto, flags, total, src, sport, dst, dport, mark);
       }
       return this.#translate(b, off, l4, entry, proto, flags, total);
     }
-    return this.#open(b, off, l4, proto, flags, total, src, sport, dst, dport);
+    return this.#open(b, off, l4, proto, flags, total, src, sport, dst, dport, mark);
   }
 
   /** A packet of no connection: opens one for a service, or answers for a SYN proxy. */
@@ -188,9 +189,12 @@ export class Engine {
     sport: number,
     dst: number,
     dport: number,
+    mark: number,
   ): number {
-    const si = this.services.match(proto, dst, dport);
-    if (si < 0) return this.#other(dst, total);
+    // As ip_vs_service_find: a marked packet's firewall-mark service first, then VIP:port.
+    let si = mark !== 0 ? this.services.matchMark(mark) : -1;
+    if (si < 0) si = this.services.match(proto, dst, dport);
+    if (si < 0) return this.#other(dst, total, mark);
     const svc = this.services.services[si];
     if (proto === PROTO_TCP && svc.synproxy) {
       return this.#synproxyOpen(b, off, l4, svc, flags, total, src, sport, dst, dport);
@@ -291,7 +295,7 @@ export class Engine {
     if (!reply && (flags & TCP_SYN) !== 0 && closing(this.conns.state[id])) {
       // The client reuses the tuple of a connection that is over: a new connection.
       this.#drop(id);
-      return this.#open(b, off, l4, PROTO_TCP, flags, total, src, sport, dst, dport);
+      return this.#open(b, off, l4, PROTO_TCP, flags, total, src, sport, dst, dport, 0);
     }
     if (reply && (flags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK)) {
       // The real missed the ACK of its handshake and repeats its SYN-ACK: answer it again.
@@ -649,9 +653,10 @@ export class Engine {
     if ((t.flags[id] & ConnFlag.SYNPROXY) !== 0) this.synproxy.forget(id);
   }
 
-  #other(dst: number, total: number): number {
-    // Written back unchanged, a packet for a VIP would be routed straight back to us.
-    if (this.services.isVip(dst)) {
+  #other(dst: number, total: number, mark: number): number {
+    // Written back unchanged, a packet for a VIP would be routed straight back to us; so would
+    // a marked one, which the host's mark rule sends to us again.
+    if (mark !== 0 || this.services.isVip(dst)) {
       this.counters[C.DROP_NO_SERVICE]++;
       return DROP;
     }

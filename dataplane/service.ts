@@ -72,10 +72,17 @@ export interface PersistenceSpec {
 /** One virtual service as the control plane specifies it. */
 export interface ServiceSpec {
   name: string;
-  /** IP protocol number (6 TCP, 17 UDP). */
+  /** IP protocol number (6 TCP, 17 UDP); 0 for a firewall-mark service, which takes any. */
   protocol: number;
-  /** IPv4 address, host order. */
+  /** IPv4 address, host order; 0 for a firewall-mark service. */
   vip: number;
+  /**
+   * A firewall-mark service (ipvsadm -f): it takes the packets read from the TUN device the
+   * host routes this mark into, whatever their address, port and protocol; `vip` and `port` 0.
+   */
+  fwmark?: number;
+  /** A firewall-mark service's VIPs (host order): packets to them never pass through unchanged. */
+  vips?: number[];
   /**
    * The port served; 0 with `ports` (a port group) or, with persistence and no `ports`, any
    * port not served by another service on the VIP (ipvsadm's port 0).
@@ -155,6 +162,8 @@ export class Service implements RealSet {
    * then name no ports, as IPVS's firewall-mark and port-zero templates do.
    */
   readonly anyPort: boolean;
+  /** The firewall mark the service is found by; 0 for a VIP:port service. */
+  readonly fwmark: number;
   /** One-packet scheduling applies: set and UDP. */
   readonly onePacket: boolean;
   /** The forwarding method, a `Forward` value. */
@@ -197,6 +206,7 @@ export class Service implements RealSet {
     this.persistent = new Int32Array(n);
     this.persistTimeoutMs = spec.persistence?.timeoutMs ?? 0;
     this.persistNetmask = (spec.persistence?.netmask ?? 0xffffffff) >>> 0;
+    this.fwmark = spec.fwmark ?? 0;
     this.anyPort = spec.ports !== undefined || spec.port === 0;
     this.onePacket = spec.onePacket === true && spec.protocol === PROTO_UDP;
     this.forwardKind = FORWARD_KINDS[spec.forward];
@@ -299,6 +309,10 @@ export class ServiceTable {
   readonly #rangeFirst: Uint16Array;
   readonly #rangeLast: Uint16Array;
   readonly #rangeService: Int32Array;
+  /** Firewall marks, open addressing: `#markService` is -1 in a free slot. */
+  readonly #marks: Uint32Array;
+  readonly #markService: Int32Array;
+  readonly #markMask: number;
 
   /** How many of `services` packets can match; the rest are kept only for draining connections. */
   readonly visibleCount: number;
@@ -324,6 +338,7 @@ export class ServiceTable {
     const ranges: PortEntry[] = [];
     const anyPort: PortEntry[] = [];
     for (const svc of visible) {
+      if (svc.fwmark !== 0) continue;
       const { protocol, vip, port, ports } = svc.spec;
       const entry = (first: number, last: number) => ({
         protocol,
@@ -365,8 +380,10 @@ export class ServiceTable {
       this.#keyService[slot] = e.service;
     }
 
+    // A firewall-mark service's VIPs are VIPs too: an unmarked packet to one must not loop.
+    const vips = visible.flatMap((svc) => svc.fwmark === 0 ? [svc.spec.vip] : svc.spec.vips ?? []);
     let vipSize = 16;
-    while (vipSize < specs.length * 4) vipSize <<= 1;
+    while (vipSize < vips.length * 4) vipSize <<= 1;
     this.#vipMask = vipSize - 1;
     this.#vips = new Uint32Array(vipSize);
     this.#vipUsed = new Uint8Array(vipSize);
@@ -378,8 +395,7 @@ export class ServiceTable {
     this.#rangeLast = new Uint16Array(scanned.length);
     this.#rangeService = new Int32Array(scanned.length);
     let next = 0;
-    for (const svc of visible) {
-      const vip = svc.spec.vip;
+    for (const vip of vips) {
       let v = mix(vip) & this.#vipMask;
       while (this.#vipUsed[v] && this.#vips[v] !== vip) v = (v + 1) & this.#vipMask;
       if (this.#vipUsed[v]) continue;
@@ -396,6 +412,33 @@ export class ServiceTable {
         next++;
       }
       this.#vipRangeEnd[v] = next;
+    }
+
+    let markSize = 16;
+    while (markSize < specs.length * 2) markSize <<= 1;
+    this.#markMask = markSize - 1;
+    this.#marks = new Uint32Array(markSize);
+    this.#markService = new Int32Array(markSize).fill(EMPTY);
+    for (const svc of visible) {
+      if (svc.fwmark === 0) continue;
+      let m = mix(svc.fwmark) & this.#markMask;
+      while (this.#markService[m] !== EMPTY && this.#marks[m] !== svc.fwmark) {
+        m = (m + 1) & this.#markMask;
+      }
+      // The first service to claim a mark keeps it; the control plane rejects duplicates.
+      if (this.#markService[m] !== EMPTY) continue;
+      this.#marks[m] = svc.fwmark;
+      this.#markService[m] = svc.index;
+    }
+  }
+
+  /** The firewall-mark service for packets marked `mark` (nonzero), or -1. */
+  matchMark(mark: number): number {
+    let m = mix(mark) & this.#markMask;
+    for (;;) {
+      const s = this.#markService[m];
+      if (s === EMPTY || this.#marks[m] === mark) return s;
+      m = (m + 1) & this.#markMask;
     }
   }
 
@@ -484,7 +527,14 @@ function checkSynproxy(spec: ServiceSpec, forwardKind: number): void {
 function checkPorts(spec: ServiceSpec): void {
   const where = `service ${JSON.stringify(spec.name)}`;
   const isPort = (p: number, min: number) => Number.isInteger(p) && p >= min && p <= 65535;
-  if (spec.ports !== undefined) {
+  if (spec.fwmark !== undefined) {
+    if (!(Number.isInteger(spec.fwmark) && spec.fwmark >= 1 && spec.fwmark <= 0xffffffff)) {
+      throw new RangeError(`${where}: bad firewall mark ${spec.fwmark}`);
+    }
+    if (spec.port !== 0 || spec.ports !== undefined || spec.vip !== 0) {
+      throw new RangeError(`${where}: a firewall-mark service has no VIP and no port`);
+    }
+  } else if (spec.ports !== undefined) {
     if (spec.port !== 0) throw new RangeError(`${where}: a port group has port 0`);
     if (spec.ports.length === 0) throw new RangeError(`${where}: a port group needs ports`);
     for (const [first, last] of spec.ports) {

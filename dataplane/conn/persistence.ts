@@ -147,7 +147,8 @@ export class Persistence {
     // names none, as IPVS's firewall-mark and port-zero templates.
     t.inSrc[id] = net;
     t.inSrcPort[id] = 0;
-    t.inDst[id] = vip;
+    // A firewall-mark template's virtual address is the mark, as IPVS lists it (0.0.26.10).
+    t.inDst[id] = svc.fwmark !== 0 ? svc.fwmark : vip;
     t.inDstPort[id] = svc.anyPort ? 0 : vport;
     t.outSrc[id] = net;
     t.outSrcPort[id] = 0;

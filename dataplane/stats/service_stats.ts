@@ -43,7 +43,8 @@ export interface ServiceTrafficStats extends TrafficStats {
 
 /** ipvsadm's name for IP protocol `p`. */
 export function protocolName(p: number): string {
-  return p === PROTO_TCP ? "TCP" : p === PROTO_UDP ? "UDP" : String(p);
+  // 0: a firewall-mark template, which IPVS makes for IPPROTO_IP.
+  return p === PROTO_TCP ? "TCP" : p === PROTO_UDP ? "UDP" : p === 0 ? "IP" : String(p);
 }
 
 /** Estimators for every service and real of one ServiceTable, on a 2-second schedule. */
