@@ -52,6 +52,8 @@ export function serviceView(svc: ServiceConfig, live: { reals: RealStats[] } | u
     protocol: svc.protocol,
     vip: svc.vip,
     port: svc.port,
+    // A firewall-mark service: its mark (ipvsadm lists it as `FWM  N`) and the VIPs it lists.
+    ...(svc.fwmark === undefined ? {} : { fwmark: svc.fwmark, vips: svc.vips ?? [] }),
     scheduler: svc.scheduler,
     forward: svc.forward,
     // What ipvsadm's listings and -S show besides the reals.

@@ -101,6 +101,9 @@ export const SCHEDULER_FLAGS = ["sh-fallback", "sh-port", "mh-fallback", "mh-por
 /** A scheduler flag name. */
 export type SchedulerFlagName = (typeof SCHEDULER_FLAGS)[number];
 
+/** The `vip` a firewall-mark service has in the model: none, as IPVS lists such a service. */
+export const FWMARK_SERVICE_VIP = "0.0.0.0";
+
 /** An inclusive range of ports, `[first, last]`; a single port is `[p, p]`. */
 export type PortRange = [number, number];
 
@@ -112,13 +115,22 @@ export interface PersistenceConfig {
   netmask: string;
 }
 
-/** One virtual service (VIP:port/protocol) and its real servers. */
+/** One virtual service (VIP:port/protocol, or a firewall mark) and its real servers. */
 export interface ServiceConfig {
   name: string;
+  /** The protocol served; "tcp" for a firewall-mark service, which serves whatever is marked. */
   protocol: Protocol;
+  /** The VIP; FWMARK_SERVICE_VIP ("0.0.0.0") for a firewall-mark service. */
   vip: string;
-  /** The port served; 0 for a port group (`ports`) or, with persistence, any port. */
+  /** The port served; 0 for a port group (`ports`), a firewall mark or, with persistence, any port. */
   port: number;
+  /**
+   * Present for a firewall-mark service (ipvsadm -f): the mark (1..2^32-1) the operator's
+   * netfilter rule sets on the packets this service takes, whatever their address and port.
+   */
+  fwmark?: number;
+  /** A firewall-mark service's VIPs (`vips:`), which tunvs answers ARP for and routes in. */
+  vips?: string[];
   /** Present for a port group (`ports:` in the file): the ranges of ports the service serves. */
   ports?: PortRange[];
   /** Present when the service is persistent (`persistence:` in the file). */
@@ -525,8 +537,10 @@ const persistenceSchema = strictMap({
 const serviceSchema = strictMap({
   name: checkedString("a service name", serviceNameProblem),
   protocol: z.enum(PROTOCOLS).default(CONFIG_DEFAULTS.protocol),
-  vip: checkedString("an IPv4 address", unicastIpv4Problem),
+  vip: checkedString("an IPv4 address", unicastIpv4Problem).optional(),
   port: servicePort.optional(),
+  fwmark: intInRange(1, 0xffffffff).optional(),
+  vips: z.array(checkedString("an IPv4 address", unicastIpv4Problem)).optional(),
   ports: z.array(portItem).min(1, { error: "must list at least one port" }).optional(),
   persistence: persistenceSchema.optional(),
   one_packet: z.boolean({
@@ -747,7 +761,59 @@ interface PortClaim {
 
 /** Whether a raw service serves more than one port: reals without a port then follow the client. */
 function servesAnyPort(svc: Record<string, unknown>): boolean {
-  return svc.ports !== undefined || svc.port === 0;
+  return svc.ports !== undefined || svc.port === 0 || svc.fwmark !== undefined;
+}
+
+/**
+ * A firewall-mark service is found by its mark alone, whatever the packet's address, port and
+ * protocol (as IPVS's fwmark services): the keys of an address service do not apply to it, and
+ * the features bound to one protocol (one_packet, toa, synproxy) cannot know theirs.
+ */
+function fwmarkIssues(
+  svc: Record<string, unknown>,
+  i: number,
+  marks: Map<number, number>,
+  issues: RawIssue[],
+): void {
+  if (svc.fwmark === undefined) {
+    if (svc.vip === undefined) {
+      issues.push({ path: ["services", i, "vip"], message: "is required" });
+    }
+    if (svc.vips !== undefined) {
+      issues.push({
+        path: ["services", i, "vips"],
+        message: "vips apply to firewall-mark services (fwmark) only; this service has vip",
+        preferKey: true,
+      });
+    }
+    return;
+  }
+  const notHere: Record<string, string> = {
+    vip: "name the VIPs the mark rule matches in vips: [...] instead",
+    port: "the mark rule chooses the ports",
+    ports: "the mark rule chooses the ports",
+    protocol: "the service takes every marked packet, TCP and UDP alike",
+    one_packet: "one_packet applies to a UDP service",
+    toa: "toa applies to a TCP service",
+    synproxy: "synproxy applies to a TCP service",
+  };
+  for (const [key, why] of Object.entries(notHere)) {
+    if (svc[key] === undefined) continue;
+    issues.push({
+      path: ["services", i, key],
+      message: `a firewall-mark service has no ${key}: ${why}`,
+      preferKey: true,
+    });
+  }
+  if (typeof svc.fwmark === "number") {
+    const first = marks.get(svc.fwmark);
+    if (first !== undefined) {
+      issues.push({
+        path: ["services", i, "fwmark"],
+        message: `duplicate firewall mark ${svc.fwmark} (already used by services[${first}])`,
+      });
+    } else marks.set(svc.fwmark, i);
+  }
 }
 
 /**
@@ -899,16 +965,11 @@ function semanticIssues(raw: unknown): RawIssue[] {
   const byName = new Map<string, number>();
   const byEndpoint = new Map<string, number>();
   const claims = new Map<string, PortClaim[]>();
+  const marks = new Map<number, number>();
   services.forEach((entry, i) => {
     const svc = asRecord(entry);
     if (svc === null) return;
-    if (svc.fwmark !== undefined) {
-      issues.push({
-        path: ["services", i, "fwmark"],
-        message: FWMARK_UNSUPPORTED,
-        preferKey: true,
-      });
-    }
+    fwmarkIssues(svc, i, marks, issues);
     const own = svc.local_addresses;
     if (svc.forward === "fullnat") {
       if (Array.isArray(own)) checkPool(own, ["services", i, "local_addresses"]);
@@ -975,7 +1036,7 @@ function semanticIssues(raw: unknown): RawIssue[] {
         });
       } else byEndpoint.set(key, i);
     }
-    portIssues(svc, i, claims, issues);
+    if (svc.fwmark === undefined) portIssues(svc, i, claims, issues);
     healthCheckIssues(svc, i, issues);
     if (Array.isArray(svc.scheduler_flags)) {
       const scheduler = svc.scheduler ?? CONFIG_DEFAULTS.scheduler;
@@ -1093,8 +1154,9 @@ function toModel(out: SchemaOutput): ApplianceConfig {
       return {
         name: s.name,
         protocol: s.protocol,
-        vip: s.vip,
+        vip: s.vip ?? FWMARK_SERVICE_VIP,
         port,
+        ...(s.fwmark === undefined ? {} : { fwmark: s.fwmark, vips: [...(s.vips ?? [])] }),
         ...(s.ports === undefined ? {} : { ports: s.ports.map(([a, b]): PortRange => [a, b]) }),
         ...(s.persistence === undefined ? {} : { persistence: { ...s.persistence } }),
         ...(s.one_packet === true ? { onePacket: true as const } : {}),
@@ -1206,16 +1268,10 @@ export function parseConfig(text: string, file: string = DEFAULT_CONFIG_PATH): A
   }
 
   const parsed = configSchema.safeParse(raw, { error: structuralMessage });
-  let found = [
+  const found = [
     ...(parsed.success ? [] : zodIssues(parsed.error.issues)),
     ...semanticIssues(raw),
   ];
-  // A firewall-mark service has no VIP or port by design: say why it cannot be, not that it
-  // lacks them.
-  const marked = found.filter((f) => f.message === FWMARK_UNSUPPORTED).map((f) => f.path[1]);
-  found = found.filter((f) =>
-    f.message === FWMARK_UNSUPPORTED || f.path[0] !== "services" || !marked.includes(f.path[1])
-  );
   if (found.length > 0) {
     const seen = new Set<string>();
     const issues: ConfigIssue[] = [];
@@ -1233,12 +1289,6 @@ export function parseConfig(text: string, file: string = DEFAULT_CONFIG_PATH): A
   if (!parsed.success) throw new Error("unreachable: schema failed without issues");
   return toModel(parsed.data);
 }
-
-/** Why a service with `fwmark` (ipvsadm -f) is refused. */
-const FWMARK_UNSUPPORTED = "firewall-mark services are not supported: packets reach tunvs " +
-  "through a TUN device, which does not carry the kernel's packet mark. Serve the VIP and the " +
-  "ports the mark stands for as one service with `ports: [80, 443]` (a port group), which " +
-  "schedules and persists across those ports as the mark does";
 
 /** Reads a config file's text; a missing or unreadable file is a ConfigError at 1:1. */
 export async function readConfigText(path: string): Promise<string> {

@@ -26,9 +26,11 @@ export function compileDataplaneSpec(config: ApplianceConfig): DataplaneSpec {
     }),
     services: config.services.map((s) => ({
       name: s.name,
-      protocol: s.protocol === "tcp" ? PROTO_TCP : PROTO_UDP,
-      vip: addr(s.vip),
+      // A firewall-mark service takes every marked packet: no protocol, VIP or port of its own.
+      protocol: s.fwmark !== undefined ? 0 : s.protocol === "tcp" ? PROTO_TCP : PROTO_UDP,
+      vip: s.fwmark !== undefined ? 0 : addr(s.vip),
       port: s.port,
+      ...(s.fwmark === undefined ? {} : { fwmark: s.fwmark, vips: (s.vips ?? []).map(addr) }),
       ...(s.ports === undefined ? {} : { ports: s.ports.map(([a, b]): PortRange => [a, b]) }),
       ...(s.persistence === undefined ? {} : {
         persistence: {

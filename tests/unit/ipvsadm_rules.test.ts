@@ -606,20 +606,45 @@ Deno.test("seed 002: the command table, the DR lab and the firewall mark", async
     "-a -f 6666 -r 192.168.0.20 -g",
     "-E -f 6666 -s rr -p 3000",
   ];
-  // appliance.yaml has no firewall-mark services: the appliance refuses one, and says why.
-  const [code, text] = await run(admin, fwmark[0]);
-  assert.equal(code, 255);
-  assert.match(text, /^services\[0\] \(fwmark-6666\)\.fwmark: firewall-mark services are not/);
-  assert.deepEqual(admin.services, []);
-  // The rules themselves are what ipvsadm -R sends.
-  assert.deepEqual(fwmark.reduce((s, l) => applyInvocation(s, inv(l)), [] as RawMap[]), [{
+  for (const line of fwmark) await ok(line);
+  // As upstream 1.31 lists and saves a firewall-mark service (print_service_entry, -S).
+  assert.deepEqual(await run(admin, "-Ln"), [
+    0,
+    HEADER + "FWM  6666 rr persistent 3000\n" + realLine("192.168.0.10:0", "Route", 1) +
+    realLine("192.168.0.20:0", "Route", 1),
+  ]);
+  const [, saved] = await run(admin, "-S -n");
+  assert.equal(
+    saved,
+    "-A -f 6666 -s rr -p 3000\n" +
+      "-a -f 6666 -r 192.168.0.10:0 -g -w 1\n" +
+      "-a -f 6666 -r 192.168.0.20:0 -g -w 1\n",
+  );
+  // The rules are what appliance.yaml now holds, and what ipvsadm -R sends back.
+  const expected = [{
     name: "fwmark-6666",
     fwmark: 6666,
     scheduler: "rr",
     persistence: { timeout: 3000 },
     forward: "dr",
     reals: [{ address: "192.168.0.10", weight: 1 }, { address: "192.168.0.20", weight: 1 }],
-  }]);
+  }];
+  assert.deepEqual(admin.services, expected);
+  assert.deepEqual(fwmark.reduce((s, l) => applyInvocation(s, inv(l)), [] as RawMap[]), expected);
+  await ok("-C");
+  assert.deepEqual(await run(admin, "-R", saved), [0, ""]);
+  assert.deepEqual(await run(admin, "-Ln"), [
+    0,
+    HEADER + "FWM  6666 rr persistent 3000\n" + realLine("192.168.0.10:0", "Route", 1) +
+    realLine("192.168.0.20:0", "Route", 1),
+  ]);
+  // -d/-D by mark.
+  await ok("-d -f 6666 -r 192.168.0.20");
+  await ok("-D -f 6666");
+  assert.deepEqual(admin.services, []);
+  // A mark used twice is refused as upstream refuses it.
+  await ok("-A -f 6666 -s rr");
+  assert.deepEqual(await run(admin, "-A -f 6666 -s rr"), [255, "Service already exists\n"]);
 });
 
 Deno.test("seed 003: Dserver.sh's rules", async () => {

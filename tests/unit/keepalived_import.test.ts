@@ -346,11 +346,14 @@ virtual_server fwmark 6666 {
     [10, "tunvs forwards all reals of a service one way; this one uses dr"],
     [15, "tunvs has no such checker"],
   ]);
-  // appliance.yaml has no firewall-mark services: the service is named as left out, and why.
-  assert.equal(result.config.services.length, 1);
-  assert.deepEqual(lost[3][0], 19);
-  assert.match(
-    String(lost[3][1]),
-    /^appliance\.yaml cannot express it \(.*firewall-mark services are not supported/,
-  );
+  // The firewall-mark service converts as it is: a mark, reals that take the client's port.
+  assert.equal(lost.length, 3);
+  assert.deepEqual(result.config.services[1], {
+    name: "fwmark-6666",
+    fwmark: 6666,
+    scheduler: "wlc",
+    forward: "dr",
+    persistence: { timeout: 3000 },
+    reals: [{ address: "192.168.0.10", weight: 2 }],
+  });
 });
