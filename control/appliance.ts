@@ -21,6 +21,7 @@ import { EventBus } from "./events.ts";
 import { HealthSupervisor } from "./health/supervisor.ts";
 import { HostChanges } from "./host.ts";
 import { log } from "./log.ts";
+import { MarkDevices } from "./mark_devices.ts";
 import { hostPlan, ReloadError, type ReloadResult } from "./reload.ts";
 import { type ChangeOutcome, RunningConfig } from "./running_config.ts";
 
@@ -30,6 +31,8 @@ export async function runAppliance(configPath: string): Promise<number> {
   const config = running.config;
   const host = new HostChanges();
   let tun: TunDevice | null = null;
+  /** The firewall-mark services' devices, opened as configurations gain marks. */
+  let marks: MarkDevices | null = null;
   let dataplane: DataplaneHandle | null = null;
   let server: AdminServer | null = null;
   let links: LinkRefresher | null = null;
@@ -90,9 +93,10 @@ export async function runAppliance(configPath: string): Promise<number> {
     cut: boolean,
     sync = true,
   ): Promise<ReloadResult> => {
-    if (dataplane === null || tun === null || stopping) {
+    if (dataplane === null || tun === null || marks === null || stopping) {
       throw new ReloadError("the dataplane is not running");
     }
+    const devices = marks;
     if (sync) health.sync(next);
     const undoSync = () => {
       if (sync) health.sync(applied);
@@ -109,12 +113,21 @@ export async function runAppliance(configPath: string): Promise<number> {
       throw new ReloadError((err as Error).message);
     });
     const nextLinked = withLinks(nextSpec, resolved);
+    // A new firewall mark gets its device before the host routes the mark into it.
+    let opened: number[];
+    try {
+      opened = devices.openFor(next);
+    } catch (err) {
+      undoSync();
+      throw new ReloadError((err as Error).message);
+    }
     // The host follows the operator's configuration, not the health overlay: a failed real
     // keeps its reply rules while its connections drain.
     try {
-      await host.sync(hostPlan(next));
+      await host.sync(hostPlan(next, devices.planFor(next)));
     } catch (err) {
-      await host.sync(hostPlan(applied)).catch(() => {});
+      await host.sync(hostPlan(applied, devices.planFor(applied))).catch(() => {});
+      devices.discard(opened);
       undoSync();
       throw new ReloadError((err as Error).message);
     }
@@ -122,10 +135,13 @@ export async function runAppliance(configPath: string): Promise<number> {
     try {
       result = await dataplane.apply(nextLinked, cut);
     } catch (err) {
-      await host.sync(hostPlan(applied)).catch(() => {});
+      await host.sync(hostPlan(applied, devices.planFor(applied))).catch(() => {});
+      devices.discard(opened);
       undoSync();
       throw new ReloadError((err as Error).message);
     }
+    // The worker reads the new marks' devices and closes those of removed marks.
+    dataplane.setMarkDevices(devices.handOver(next));
     applied = next;
     links?.stop();
     links = new LinkRefresher(
@@ -206,12 +222,17 @@ export async function runAppliance(configPath: string): Promise<number> {
     const spec = compileDataplaneSpec(health.effective(config));
     tun = TunDevice.open(config.dataplane.tun);
     log("tun device created", { name: tun.name });
+    marks = new MarkDevices(tun.name);
+    marks.openFor(config);
+    for (const m of marks.planFor(config)) {
+      log("tun device created", { name: m.tun, fwmark: String(m.mark) });
+    }
     // Tunnel and DR reals are resolved before the host changes: one that cannot be reached
     // stops the start with nothing to undo.
     const resolved = await resolveLinks(spec, tun.name);
     logLinks(spec, resolved);
     const linked = withLinks(spec, resolved);
-    await host.apply(hostPlan(config));
+    await host.apply(hostPlan(config, marks.planFor(config)));
     for (const change of host.applied) log("host changed", { change });
     dataplane = await DataplaneHandle.start(
       tun.fd,
@@ -219,6 +240,7 @@ export async function runAppliance(configPath: string): Promise<number> {
       linked,
       (message) => stop(1, "dataplane failed", { error: message }),
     );
+    dataplane.setMarkDevices(marks.handOver(config));
     links = new LinkRefresher(
       linked,
       tun.name,
@@ -290,6 +312,7 @@ export async function runAppliance(configPath: string): Promise<number> {
   await server?.shutdown().catch(() => {});
   await dataplane?.stop();
   await host.undo();
+  marks?.closeUnhanded();
   tun?.close();
   for (const [sig, fn] of signals) Deno.removeSignalListener(sig, fn);
   globalThis.removeEventListener("unhandledrejection", onRejection);

@@ -4,6 +4,7 @@
  */
 import type { RealLink } from "../dataplane/direct_routes.ts";
 import type { DataplaneSpec } from "../dataplane/service.ts";
+import type { MarkDevice } from "../dataplane/tun_set.ts";
 import type {
   ApplyResult,
   FromWorker,
@@ -115,6 +116,14 @@ export class DataplaneHandle {
    */
   apply(spec: DataplaneSpec, cut = false, timeoutMs = 10_000): Promise<ApplyResult> {
     return this.request("apply", { spec, cut }, timeoutMs);
+  }
+
+  /**
+   * Hands the worker the firewall-mark services' devices, all of them: it starts reading the
+   * new ones and closes those missing from `devices`.
+   */
+  setMarkDevices(devices: MarkDevice[]): void {
+    this.#send({ type: "devices", devices });
   }
 
   /** Hands the worker re-resolved tunnel and DR links (per service, per real). */

@@ -5,11 +5,20 @@
  */
 import { announce } from "./arp.ts";
 import { log } from "./log.ts";
+import type { MarkTun } from "./mark_devices.ts";
 
 /** Routing table and rule priority tunvs uses for replies from the real-server side. */
 export const REPLY_TABLE = 30326;
 /** Priority of the policy rule; after the local table (0), so the host's own addresses stay local. */
 export const REPLY_RULE_PRIORITY = 30326;
+/** Priority of the `fwmark N lookup TABLE` rules of firewall-mark services: before the main table. */
+export const MARK_RULE_PRIORITY = 30325;
+/**
+ * Priority of the `iif TUN lookup main` rules that go with them: what tunvs writes into its
+ * devices (a NAT request now for a real) is routed by the main table even when a broad mark
+ * rule marks it again, so it cannot loop back into a mark's device.
+ */
+export const MARK_GUARD_PRIORITY = 30324;
 
 /** Why the host could not be set up. */
 export class HostError extends Error {
@@ -31,6 +40,8 @@ export interface HostPlan {
   realside?: string;
   /** FULLNAT local addresses: routed into the TUN and answered for like VIPs. */
   localAddresses?: string[];
+  /** Firewall-mark services' devices: each gets its mark's packets through its own table. */
+  markTuns?: MarkTun[];
 }
 
 /** An IPv4 address configured on an interface of this host. */
@@ -213,6 +224,7 @@ export class HostChanges {
       });
     }
 
+    for (const [key, item] of markItems(plan)) items.set(key, item);
     const rules = await replyRules(plan);
     if (rules.length > 0) {
       items.set("reply table", {
@@ -306,6 +318,11 @@ export class HostChanges {
       table?: string;
     }[];
     for (const r of rules) {
+      if (r.priority === MARK_RULE_PRIORITY || r.priority === MARK_GUARD_PRIORITY) {
+        log("removing a firewall-mark rule left by an earlier run", { priority: r.priority });
+        await ip(["rule", "del", "pref", String(r.priority)]);
+        continue;
+      }
       if (r.priority === REPLY_RULE_PRIORITY && r.table === String(REPLY_TABLE)) {
         log("removing a reply rule left by an earlier run", { priority: r.priority });
         await ip([
@@ -319,6 +336,57 @@ export class HostChanges {
       }
     }
   }
+}
+
+/**
+ * The state of the firewall-mark devices: each device up and open to any source (as the main
+ * TUN), a table whose default route is the device, and the rule sending the mark there; while
+ * any exists, the guard rules keep tunvs's own output out of the mark rules. The devices vanish
+ * when closed, and with them their settings and routes.
+ */
+function markItems(plan: HostPlan): Map<string, HostItem> {
+  const items = new Map<string, HostItem>();
+  const marks = plan.markTuns ?? [];
+  for (const m of marks) {
+    const at = `mark ${m.mark} ${m.tun} ${m.table}`;
+    items.set(`${at} link`, {
+      what: `link ${m.tun} up, rp_filter=0, accept_local=1 (firewall mark ${m.mark})`,
+      make: async () => {
+        await ip(["link", "set", m.tun, "up"]);
+        await writeSysctl(`net/ipv4/conf/${m.tun}/rp_filter`, "0");
+        await writeSysctl(`net/ipv4/conf/${m.tun}/accept_local`, "1");
+      },
+      revert: () => Promise.resolve(),
+    });
+    items.set(`${at} table`, {
+      what: `default dev ${m.tun} table ${m.table}`,
+      make: () => ip(["route", "replace", "default", "dev", m.tun, "table", String(m.table)]),
+      revert: () => ip(["route", "flush", "table", String(m.table)]).catch(() => {}),
+    });
+    const rule = [
+      "fwmark",
+      String(m.mark),
+      "lookup",
+      String(m.table),
+      "pref",
+      String(MARK_RULE_PRIORITY),
+    ];
+    items.set(`${at} rule`, {
+      what: `rule ${rule.join(" ")}`,
+      make: () => ip(["rule", "add", ...rule]),
+      revert: () => ip(["rule", "del", ...rule]).catch(() => {}),
+    });
+  }
+  const devices = marks.length === 0 ? [] : [plan.tun, ...marks.map((m) => m.tun)];
+  for (const tun of devices) {
+    const rule = ["iif", tun, "lookup", "main", "pref", String(MARK_GUARD_PRIORITY)];
+    items.set(`mark guard ${tun}`, {
+      what: `rule ${rule.join(" ")}`,
+      make: () => ip(["rule", "add", ...rule]),
+      revert: () => ip(["rule", "del", ...rule]).catch(() => {}),
+    });
+  }
+  return items;
 }
 
 /** The addresses a plan routes into the TUN, with what they are. */

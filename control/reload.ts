@@ -7,6 +7,7 @@
 import type { ApplyResult } from "../dataplane/apply.ts";
 import { type ApplianceConfig, realReplyPorts } from "./config.ts";
 import type { HostPlan } from "./host.ts";
+import type { MarkTun } from "./mark_devices.ts";
 
 /** A change that was not applied: the running configuration is unchanged. */
 export class ReloadError extends Error {}
@@ -23,24 +24,28 @@ export interface ReloadResult {
 }
 
 /**
- * The host integration `config` needs. Sorry servers of NAT services count as NAT reals from the
- * start, so that failing over to one needs no host change.
+ * The host integration `config` needs, with the devices of its firewall marks (`markTuns`).
+ * Sorry servers of NAT services count as NAT reals from the start, so that failing over to one
+ * needs no host change. A firewall-mark service's reals answer over TCP and UDP alike, and its
+ * VIPs are the ones it lists.
  */
-export function hostPlan(config: ApplianceConfig): HostPlan {
+export function hostPlan(config: ApplianceConfig, markTuns: MarkTun[] = []): HostPlan {
   const natReals: HostPlan["natReals"] = [];
   for (const s of config.services) {
     if (s.forward !== "nat") continue;
+    const protocols = s.fwmark === undefined ? [s.protocol] : ["tcp", "udp"] as const;
     for (const r of [...s.reals, ...(s.sorryServer === undefined ? [] : [s.sorryServer])]) {
-      natReals.push({
-        address: r.address,
-        ports: realReplyPorts(s, r.port),
-        protocol: s.protocol,
-      });
+      for (const protocol of protocols) {
+        natReals.push({ address: r.address, ports: realReplyPorts(s, r.port), protocol });
+      }
     }
   }
   return {
     tun: config.dataplane.tun,
-    vips: [...new Set(config.services.map((s) => s.vip))],
+    vips: [
+      ...new Set(config.services.flatMap((s) => s.fwmark === undefined ? [s.vip] : s.vips ?? [])),
+    ],
+    ...(markTuns.length === 0 ? {} : { markTuns }),
     natReals,
     uplink: config.host.uplink,
     realside: config.host.realside,

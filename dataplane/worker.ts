@@ -10,6 +10,7 @@ import type { DataplaneSpec } from "./service.ts";
 import { DataplaneRequests, type WorkerRequestName } from "./stats/requests.ts";
 import { strerror } from "./libc.ts";
 import { PacketBatch, TunDevice } from "./tun.ts";
+import { type MarkDevice, TunSet } from "./tun_set.ts";
 
 export type { ApplyResult } from "./apply.ts";
 export type {
@@ -32,6 +33,8 @@ export type ToWorker =
   | { type: "start"; fd: number; tun: string; spec: DataplaneSpec }
   | { type: "request"; id: number; name: WorkerRequestName; params: unknown }
   | { type: "links"; links: RealLink[][] }
+  /** The firewall-mark services' devices, all of them: new ones adopted, missing ones closed. */
+  | { type: "devices"; devices: MarkDevice[] }
   | { type: "stop" };
 
 /** Messages a worker sends back: a response carries either a result or an error. */
@@ -45,6 +48,7 @@ export type FromWorker =
 let stopping = false;
 let requests: DataplaneRequests | null = null;
 let running: { spec: DataplaneSpec; engine: Engine; direct: DirectRoutes | null } | null = null;
+let devices: TunSet | null = null;
 
 function post(msg: FromWorker): void {
   self.postMessage(msg);
@@ -86,7 +90,8 @@ function logDirectFailures(d: DirectRoutes, now: number): void {
   lastDirectLog = now;
 }
 
-async function run(tun: TunDevice, e: Engine, req: DataplaneRequests): Promise<void> {
+async function run(devices: TunSet, e: Engine, req: DataplaneRequests): Promise<void> {
+  const tun = devices.main;
   const batch = new PacketBatch(BATCH_SLOTS);
   const buf = batch.buf;
   let lastTick = 0;
@@ -103,18 +108,25 @@ async function run(tun: TunDevice, e: Engine, req: DataplaneRequests): Promise<v
       lastTick = now;
     }
     req.tick(now);
-    const n = tun.readBatch(batch);
-    if (n === 0) {
+    // A batch from each device in turn; a device's packets stand for its firewall mark.
+    let read = 0;
+    for (let d = 0; d < devices.count; d++) {
+      const dev = devices.device(d);
+      const mark = devices.mark(d);
+      const n = dev.readBatch(batch);
+      read += n;
+      for (let i = 0; i < n; i++) {
+        const out = e.process(buf, batch.offset(i), batch.lengths[i], mark);
+        batch.lengths[i] = out === DROP || out === SENT ? -1 : out;
+      }
+      if (n > 0) req.writeFailures += dev.writeBatch(batch).failed;
+    }
+    if (read === 0) {
       // Idle, the loop still wakes in time for the next rate sample.
-      await tun.waitReadable(Math.min(TICK_MS, Math.ceil(req.untilNextSample(now)) + 1));
+      await devices.waitReadable(Math.min(TICK_MS, Math.ceil(req.untilNextSample(now)) + 1));
       lastYield = performance.now();
       continue;
     }
-    for (let i = 0; i < n; i++) {
-      const out = e.process(buf, batch.offset(i), batch.lengths[i]);
-      batch.lengths[i] = out === DROP || out === SENT ? -1 : out;
-    }
-    req.writeFailures += tun.writeBatch(batch).failed;
     if (now - lastYield >= YIELD_MS) {
       await new Promise((resolve) => setTimeout(resolve, 0));
       lastYield = performance.now();
@@ -127,7 +139,7 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
   switch (msg.type) {
     case "start": {
       try {
-        const tun = TunDevice.adopt(msg.fd, msg.tun);
+        devices = new TunSet(TunDevice.adopt(msg.fd, msg.tun));
         const direct = DirectRoutes.open(msg.spec);
         const engine = new Engine(msg.spec, direct ?? undefined);
         running = { spec: msg.spec, engine, direct };
@@ -145,9 +157,10 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
           },
         });
         post({ type: "started" });
-        run(tun, engine, requests).then(
+        run(devices, engine, requests).then(
           () => {
             direct?.close();
+            devices?.closeMarkDevices();
             post({ type: "stopped" });
           },
           (err) => post({ type: "error", message: errorMessage(err) }),
@@ -177,6 +190,13 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
         running.direct?.update(running.spec, msg.links);
       } catch (err) {
         console.error(`tunvs: direct routes not updated: ${errorMessage(err)}`);
+      }
+      break;
+    case "devices":
+      try {
+        devices?.replaceMarkDevices(msg.devices);
+      } catch (err) {
+        console.error(`tunvs: firewall-mark devices not updated: ${errorMessage(err)}`);
       }
       break;
     case "stop":
