@@ -199,6 +199,14 @@ function record(properties: Record<string, JsonSchema>, description?: string): J
   };
 }
 
+/** `base` (an object schema) with further properties that may be absent. */
+function withOptional(base: JsonSchema, optional: Record<string, JsonSchema>): JsonSchema {
+  return {
+    ...base,
+    properties: { ...(base.properties as Record<string, JsonSchema>), ...optional },
+  };
+}
+
 /** A JSON body with its schema and example. */
 function jsonContent(s: JsonSchema, example?: unknown): Record<string, OpenApiMediaType> {
   return { "application/json": { schema: s, ...(example === undefined ? {} : { example }) } };
@@ -333,8 +341,19 @@ const RAW_SERVICE_PROPERTIES: Record<string, JsonSchema> = {
     description: "Unique; names the service in every path.",
   },
   protocol: { type: "string", enum: PROTOCOLS, default: CONFIG_DEFAULTS.protocol },
-  vip: ipv4("The virtual address (unicast)."),
+  vip: ipv4("The virtual address (unicast); give vip or fwmark."),
   port: integer(0, 65535, "0 (any port) only with persistence; give port or ports."),
+  fwmark: integer(
+    1,
+    0xffffffff,
+    "A firewall-mark service (ipvsadm -f): takes every packet the host's netfilter rule " +
+      "marks with it, TCP or UDP, any address and port; then no vip, port, ports or protocol.",
+  ),
+  vips: {
+    type: "array",
+    items: { type: "string", format: "ipv4" },
+    description: "A firewall-mark service's VIPs, which tunvs routes in and answers ARP for.",
+  },
   ports: {
     type: "array",
     minItems: 1,
@@ -491,9 +510,10 @@ const SCHEMAS: Record<string, JsonSchema> = {
   },
   RawService: {
     type: "object",
-    description: "A service as appliance.yaml writes it (services[]); give port or ports.",
+    description: "A service as appliance.yaml writes it (services[]); give vip with port or " +
+      "ports, or fwmark.",
     additionalProperties: false,
-    required: ["name", "vip"],
+    required: ["name"],
     properties: RAW_SERVICE_PROPERTIES,
   },
   RawServiceReplacement: {
@@ -501,7 +521,6 @@ const SCHEMAS: Record<string, JsonSchema> = {
     description: "A service's new settings. The name comes from the path (when given it must " +
       "match); its reals stay as they are unless `reals` is given.",
     additionalProperties: false,
-    required: ["vip"],
     properties: RAW_SERVICE_PROPERTIES,
   },
   RawConfig: {
@@ -641,32 +660,42 @@ const SCHEMAS: Record<string, JsonSchema> = {
     upperThreshold: integer(0, MAX_THRESHOLD, "ipvsadm -x (0: none)."),
     lowerThreshold: integer(0, MAX_THRESHOLD, "ipvsadm -y (0: 3/4 of upper)."),
   }, "A real with its live counters."),
-  ServiceView: record({
-    name: text("The service."),
-    protocol: { type: "string", enum: PROTOCOLS },
-    vip: ipv4("The virtual address."),
-    port: integer(0, 65535, "0 for a port group or a port-0 service."),
-    scheduler: { type: "string", enum: SCHEDULERS },
-    forward: { type: "string", enum: FORWARD_METHODS },
-    ports: nullable({
-      type: "array",
-      description: "A port group's ranges, [first, last] each.",
-      items: {
+  ServiceView: withOptional(
+    record({
+      name: text("The service."),
+      protocol: { type: "string", enum: PROTOCOLS },
+      vip: ipv4("The virtual address (0.0.0.0 for a firewall-mark service)."),
+      port: integer(0, 65535, "0 for a port group, a firewall mark or a port-0 service."),
+      scheduler: { type: "string", enum: SCHEDULERS },
+      forward: { type: "string", enum: FORWARD_METHODS },
+      ports: nullable({
         type: "array",
-        prefixItems: [integer(1, 65535), integer(1, 65535)],
-        minItems: 2,
-        maxItems: 2,
+        description: "A port group's ranges, [first, last] each.",
+        items: {
+          type: "array",
+          prefixItems: [integer(1, 65535), integer(1, 65535)],
+          minItems: 2,
+          maxItems: 2,
+        },
+      }),
+      persistence: nullable(record({
+        timeout: integer(1, MAX_TIMEOUT_SECONDS),
+        netmask: { type: "string", format: "ipv4" },
+      })),
+      onePacket: bool("ipvsadm -o."),
+      schedulerFlags: { type: "array", items: { type: "string", enum: SCHEDULER_FLAGS } },
+      localAddresses: { type: "array", items: { type: "string", format: "ipv4" } },
+      reals: { type: "array", items: schema("RealView") },
+    }, "A service as configured, with its reals' live counters."),
+    {
+      fwmark: integer(1, 0xffffffff, "A firewall-mark service's mark (ipvsadm lists FWM N)."),
+      vips: {
+        type: "array",
+        items: { type: "string", format: "ipv4" },
+        description: "A firewall-mark service's VIPs.",
       },
-    }),
-    persistence: nullable(record({
-      timeout: integer(1, MAX_TIMEOUT_SECONDS),
-      netmask: { type: "string", format: "ipv4" },
-    })),
-    onePacket: bool("ipvsadm -o."),
-    schedulerFlags: { type: "array", items: { type: "string", enum: SCHEDULER_FLAGS } },
-    localAddresses: { type: "array", items: { type: "string", format: "ipv4" } },
-    reals: { type: "array", items: schema("RealView") },
-  }, "A service as configured, with its reals' live counters."),
+    },
+  ),
   ServiceList: record({
     version: text("The configuration's version (also the ETag)."),
     services: { type: "array", items: schema("ServiceView") },
@@ -691,14 +720,22 @@ const SCHEMAS: Record<string, JsonSchema> = {
   }),
   ServiceTraffic: record({
     name: text("The service."),
-    protocol: { type: "string", enum: ["TCP", "UDP"] },
+    protocol: {
+      type: "string",
+      enum: ["TCP", "UDP", "IP"],
+      description: "IP: a firewall-mark service, which takes any protocol.",
+    },
     vip: ipv4("The virtual address."),
     port: integer(0, 65535),
     ...TRAFFIC_PROPERTIES,
     reals: { type: "array", items: schema("RealTraffic") },
   }, "Counters and rates, sums over the reals (ipvsadm --stats --rate)."),
   Connection: record({
-    protocol: { type: "string", enum: ["TCP", "UDP"] },
+    protocol: {
+      type: "string",
+      enum: ["TCP", "UDP", "IP"],
+      description: "IP: a firewall-mark service's persistence template, as IPVS's.",
+    },
     expires: count("Seconds until it expires."),
     state: { type: "string", enum: CONN_STATE_NAMES },
     client: text("ADDRESS:PORT"),
