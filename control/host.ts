@@ -413,18 +413,11 @@ async function replyRules(plan: HostPlan): Promise<string[][]> {
     const dev = plan.realside ?? await routeDevice(real.address);
     if (dev === plan.tun || dev === "lo") continue;
     for (const [lo, hi] of real.ports) {
-      const sport = lo === hi ? String(lo) : `${lo}-${hi}`;
-      add([
-        "iif",
-        dev,
-        "from",
-        `${real.address}/32`,
-        "ipproto",
-        real.protocol,
-        "sport",
-        sport,
-        ...tail,
-      ]);
+      // Every port (a real that takes the client's port): no sport at all, which is also the
+      // only way to say it, as the kernel refuses a range ending at 65535.
+      const any = lo <= 1 && hi >= 65535;
+      const sport = any ? [] : ["sport", lo === hi ? String(lo) : `${lo}-${hi}`];
+      add(["iif", dev, "from", `${real.address}/32`, "ipproto", real.protocol, ...sport, ...tail]);
     }
     add(["iif", dev, "from", `${real.address}/32`, "ipproto", "icmp", ...tail]);
   }

@@ -10,9 +10,9 @@
 import assert from "node:assert/strict";
 import { REPO_ROOT, startAppliance } from "../../lab/appliance.ts";
 import { Lab, type RunResult } from "../../lab/netns.ts";
-import { startHttpServer } from "../../lab/servers.ts";
-import { buildSeed001 } from "../../lab/topology.ts";
-import { e2eOptions, whoAnswers } from "./harness.ts";
+import { startHttpServer, startUdpEchoServer, udpRequest } from "../../lab/servers.ts";
+import { buildSeed000, buildSeed001 } from "../../lab/topology.ts";
+import { ANY, e2eOptions, whoAnswers } from "./harness.ts";
 
 const HEADER = "IP Virtual Server version 1.2.1 (size=4096)\n" +
   "Prot LocalAddress:Port Scheduler Flags\n" +
@@ -194,6 +194,92 @@ Deno.test({
     // Everything the appliance changed is undone.
     const rules = ok(await lab.exec("director", ["ip", "rule", "show"]), "ip rule");
     assert.doesNotMatch(rules, /fwmark|tunvs0/);
+  } finally {
+    await lab.destroy();
+  }
+});
+
+Deno.test({
+  name: "fwmark over NAT through the API: vips answered, TCP and UDP by one mark, replies steered",
+  ...e2eOptions("firewall-mark NAT test"),
+}, async () => {
+  const lab = await Lab.create("fwmnat");
+  try {
+    const topo = await buildSeed000(lab);
+    const vip = topo.vip;
+    for (const real of topo.reals) {
+      for (const port of [80, 8080]) {
+        await startHttpServer(lab, real.name, { port, body: `${real.name} ${port}\n` });
+      }
+      await startUdpEchoServer(lab, real.name, { port: 5353, reply: `${real.name}:` });
+    }
+    // The operator's mark: TCP 80 and 8080 and UDP 5353 to the VIP, in nft's words this time.
+    await lab.exec("director", [
+      "sh",
+      "-c",
+      "nft add table ip marks && nft 'add chain ip marks pre " +
+      "{ type filter hook prerouting priority mangle; }' && " +
+      `nft add rule ip marks pre ip daddr ${vip} tcp dport '{ 80, 8080 }' meta mark set 7 && ` +
+      `nft add rule ip marks pre ip daddr ${vip} udp dport 5353 meta mark set 7`,
+    ]);
+    const dir = await lab.makeTempDir("configs");
+    const config = `${dir}/appliance.yaml`;
+    await Deno.writeTextFile(config, "dataplane: { tun: tunvs0 }\nservices: []\n");
+    const app = await startAppliance(lab, "director", config);
+    try {
+      // Added to the running appliance, with the VIP for tunvs to route in and answer ARP for.
+      const created = await app.request("POST", "/api/v1/services", {
+        name: "marked",
+        fwmark: 7,
+        vips: [vip],
+        scheduler: "rr",
+        forward: "nat",
+        reals: topo.reals.map((r) => ({ address: r.addr })),
+      }, ANY);
+      assert.equal(created.status, 201, created.body);
+      const view = await app.api("/api/v1/services/marked") as Record<string, unknown>;
+      assert.deepEqual([view.fwmark, view.vips, view.vip, view.port], [7, [vip], "0.0.0.0", 0]);
+      // One rr over both TCP ports, each real on the port asked for; replies from the VIP.
+      const answers = [];
+      for (const port of [80, 8080, 80, 8080]) {
+        answers.push((await whoAnswers(lab, "client", `http://${vip}:${port}/`, 1))[0]);
+      }
+      assert.deepEqual(answers, ["web01", "web02", "web01", "web02"]);
+      // UDP is the same service's: the rr moves on, and the reply comes from the VIP.
+      const udp = await udpRequest(lab, "client", vip, 5353, "q");
+      assert.deepEqual([udp.from, udp.reply], [vip, "web01:q"]);
+      // The NAT reals' replies are steered for TCP and UDP alike.
+      const rules = ok(await lab.exec("director", ["ip", "rule", "show"]), "ip rule");
+      for (const real of topo.reals) {
+        for (const proto of ["tcp", "udp"]) {
+          assert.match(
+            rules,
+            new RegExp(
+              `from ${real.addr.replaceAll(".", "\\.")} iif rs0 ipproto ${proto} ` +
+                "lookup 30326",
+            ),
+          );
+        }
+      }
+      // An unmarked port of the VIP is no service's: dropped, not looped.
+      const other = await lab.exec("client", [
+        "curl",
+        "-sS",
+        "--max-time",
+        "2",
+        `http://${vip}:81/`,
+      ], { allowFail: true });
+      assert.notEqual(other.code, 0);
+      const removed = await app.request("DELETE", "/api/v1/services/marked", undefined, ANY);
+      assert.equal(removed.status, 200, removed.body);
+      const after = ok(await lab.exec("director", ["ip", "rule", "show"]), "ip rule");
+      assert.doesNotMatch(after, /fwmark|lookup 30326/);
+    } catch (err) {
+      console.error(`appliance log:\n${app.logs()}`);
+      throw err;
+    } finally {
+      assert.equal((await app.stop()).code, 0, app.logs());
+    }
   } finally {
     await lab.destroy();
   }
