@@ -266,20 +266,39 @@ Deno.test({
         "curl",
         "-sS",
         "--max-time",
-        "2",
+        "1",
         `http://${vip}:81/`,
       ], { allowFail: true });
       assert.notEqual(other.code, 0);
-      const removed = await app.request("DELETE", "/api/v1/services/marked", undefined, ANY);
-      assert.equal(removed.status, 200, removed.body);
-      const after = ok(await lab.exec("director", ["ip", "rule", "show"]), "ip rule");
-      assert.doesNotMatch(after, /fwmark|lookup 30326/);
+      const { counters } = await app.api("/api/v1/services") as {
+        counters: Record<string, number>;
+      };
+      assert.ok(counters.drop_no_service >= 1, JSON.stringify(counters));
     } catch (err) {
       console.error(`appliance log:\n${app.logs()}`);
       throw err;
     } finally {
       assert.equal((await app.stop()).code, 0, app.logs());
     }
+    // The service was written to appliance.yaml: a restart opens its device from the start.
+    assert.match(await Deno.readTextFile(config), /fwmark: 7/);
+    const again = await startAppliance(lab, "director", config);
+    try {
+      assert.match(again.logs(), /tun device created name=tunvs0m7 fwmark=7/);
+      const answers = await whoAnswers(lab, "client", `http://${vip}:8080/`, 2);
+      assert.deepEqual(answers, ["web01", "web02"]);
+      const removed = await again.request("DELETE", "/api/v1/services/marked", undefined, ANY);
+      assert.equal(removed.status, 200, removed.body);
+      const after = ok(await lab.exec("director", ["ip", "rule", "show"]), "ip rule");
+      assert.doesNotMatch(after, /fwmark|lookup 30326/);
+    } catch (err) {
+      console.error(`appliance log:\n${again.logs()}`);
+      throw err;
+    } finally {
+      assert.equal((await again.stop()).code, 0, again.logs());
+    }
+    const links = ok(await lab.exec("director", ["ip", "-o", "link", "show"]), "ip link");
+    assert.doesNotMatch(links, /tunvs0/);
   } finally {
     await lab.destroy();
   }
