@@ -951,7 +951,13 @@ function semanticIssues(raw: unknown): RawIssue[] {
   const services = root?.services;
   if (!Array.isArray(services)) return issues;
   const globalPool = Array.isArray(root?.local_addresses) ? root.local_addresses : [];
-  const vips = new Set(services.map((s) => asRecord(s)?.vip).filter((v) => typeof v === "string"));
+  // A firewall-mark service's `vips` are VIPs as much as a service's `vip`.
+  const vips = new Set(
+    services.flatMap((s) => {
+      const svc = asRecord(s);
+      return [svc?.vip, ...(Array.isArray(svc?.vips) ? svc.vips : [])];
+    }).filter((v) => typeof v === "string"),
+  );
   const checkPool = (pool: unknown[], path: (string | number)[]) =>
     pool.forEach((addr, k) => {
       if (typeof addr === "string" && vips.has(addr)) {

@@ -93,6 +93,12 @@ Deno.test("fwmark config: exactly one of vip and fwmark; no port, protocol or TC
     /services\[0\]\.vips: vips apply to firewall-mark services \(fwmark\) only/,
   );
   assert.match(
+    issues(
+      "local_addresses: [10.0.0.9]\nservices:\n  - { name: a, fwmark: 1, vips: [10.0.0.9] }\n",
+    ).join(),
+    /local_addresses\[0\]: 10\.0\.0\.9 is a VIP; local addresses must differ/,
+  );
+  assert.match(
     issues("services:\n  - { name: a, fwmark: 1, synproxy: true }\n").join(),
     /services\[0\]\.synproxy: a firewall-mark service has no synproxy/,
   );
