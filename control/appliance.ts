@@ -4,6 +4,7 @@
  * SIGINT/SIGTERM or on a fatal error.
  */
 import { TunDevice } from "../dataplane/tun.ts";
+import { offloadNames } from "../dataplane/tun_offloads.ts";
 import { type AdminServer, serveAdmin } from "./admin_server.ts";
 import { createAdminApp } from "./api.ts";
 import type { ApplianceConfig } from "./config.ts";
@@ -204,8 +205,8 @@ export async function runAppliance(configPath: string): Promise<number> {
   try {
     health.sync(config);
     const spec = compileDataplaneSpec(health.effective(config));
-    tun = TunDevice.open(config.dataplane.tun);
-    log("tun device created", { name: tun.name });
+    tun = TunDevice.open(config.dataplane.tun, { offloads: config.dataplane.offloads });
+    log("tun device created", { name: tun.name, offloads: offloadNames(tun.offloads) });
     // Tunnel and DR reals are resolved before the host changes: one that cannot be reached
     // stops the start with nothing to undo.
     const resolved = await resolveLinks(spec, tun.name);
@@ -218,6 +219,7 @@ export async function runAppliance(configPath: string): Promise<number> {
       tun.name,
       linked,
       (message) => stop(1, "dataplane failed", { error: message }),
+      tun.offloads,
     );
     links = new LinkRefresher(
       linked,

@@ -1,6 +1,9 @@
 /**
  * The libc symbols the dataplane calls through Deno FFI, opened once per thread.
  *
+ * Every per-packet symbol (read, write, sendto) is synchronous with number and pointer
+ * parameters and an i32 result, which is what Deno's fast call path takes.
+ *
  * Synchronous symbols run on the calling thread, so `errno()` read right after a
  * failed call belongs to that call. Only `poll` is non-blocking: it runs on
  * Deno's FFI thread pool so that an idle worker waits without holding its thread.
@@ -10,6 +13,9 @@ const SYMBOLS = {
   open: { parameters: ["buffer", "i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  // ioctl whose argument is a value, not a pointer (TUNSETOFFLOAD).
+  ioctlValue: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   // ssize_t results fit an i32 for packet-sized transfers; i32 keeps the fast call path.
   read: { parameters: ["i32", "pointer", "usize"], result: "i32" },

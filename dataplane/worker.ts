@@ -29,7 +29,7 @@ const YIELD_MS = 20;
 
 /** Messages the control plane sends a worker. */
 export type ToWorker =
-  | { type: "start"; fd: number; tun: string; spec: DataplaneSpec }
+  | { type: "start"; fd: number; tun: string; offloads: number; spec: DataplaneSpec }
   | { type: "request"; id: number; name: WorkerRequestName; params: unknown }
   | { type: "links"; links: RealLink[][] }
   | { type: "stop" };
@@ -89,6 +89,10 @@ function logDirectFailures(d: DirectRoutes, now: number): void {
 async function run(tun: TunDevice, e: Engine, req: DataplaneRequests): Promise<void> {
   const batch = new PacketBatch(BATCH_SLOTS);
   const buf = batch.buf;
+  // With offloads each slot starts with the packet's virtio_net_hdr: the engine reads it from
+  // `e.vnet`, changes it with the packet, and it is written back in front of the packet.
+  const header = tun.vnetHeader;
+  const vnet = e.vnet;
   let lastTick = 0;
   let lastYield = performance.now();
   while (!stopping) {
@@ -110,11 +114,24 @@ async function run(tun: TunDevice, e: Engine, req: DataplaneRequests): Promise<v
       lastYield = performance.now();
       continue;
     }
+    let unwritten = 0;
     for (let i = 0; i < n; i++) {
-      const out = e.process(buf, batch.offset(i), batch.lengths[i]);
-      batch.lengths[i] = out === DROP || out === SENT ? -1 : out;
+      const slot = batch.offset(i);
+      if (header !== 0) vnet.read(buf, slot);
+      const out = e.process(buf, slot + header, batch.lengths[i] - header);
+      if (out === DROP || out === SENT) batch.lengths[i] = -1;
+      else {
+        if (header !== 0) vnet.write(buf, slot);
+        batch.lengths[i] = out + header;
+      }
+      if (e.spill.count > 0) {
+        // Segments the engine cut this packet into go out in the packet's place in the batch.
+        req.writeFailures += tun.writeBatch(batch, unwritten, i + 1).failed;
+        req.writeFailures += tun.writeOutbox(e.spill).failed;
+        unwritten = i + 1;
+      }
     }
-    req.writeFailures += tun.writeBatch(batch).failed;
+    req.writeFailures += tun.writeBatch(batch, unwritten, n).failed;
     if (now - lastYield >= YIELD_MS) {
       await new Promise((resolve) => setTimeout(resolve, 0));
       lastYield = performance.now();
@@ -127,8 +144,8 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
   switch (msg.type) {
     case "start": {
       try {
-        const tun = TunDevice.adopt(msg.fd, msg.tun);
-        const direct = DirectRoutes.open(msg.spec);
+        const tun = TunDevice.adopt(msg.fd, msg.tun, msg.offloads);
+        const direct = DirectRoutes.open(msg.spec, msg.offloads !== 0);
         const engine = new Engine(msg.spec, direct ?? undefined);
         running = { spec: msg.spec, engine, direct };
         requests = new DataplaneRequests(engine, {

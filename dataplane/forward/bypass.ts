@@ -3,6 +3,12 @@
  * tunnel encapsulates it in its slot (MSS clamped on a SYN), DR hands it to the DirectSender; a
  * packet too big for the path is answered with fragmentation needed when it has DF.
  *
+ * Offloads (the packet's virtio_net_hdr): DR hands the header on with the packet, so the kernel
+ * finishes a partial checksum and cuts a GSO packet on the real's link. A tunnelled packet must
+ * be complete inside its IPIP header, for which virtio_net_hdr has no GSO type: a partial
+ * checksum is finished in software, a GSO packet cut into segments (segmentation.ts), each
+ * encapsulated and spilled for the worker to write in the packet's place.
+ *
  * @module
  */
 import { EngineCounter as C } from "../engine_counters.ts";
@@ -10,7 +16,10 @@ import { Forward, type Service } from "../service.ts";
 import { DROP, SENT } from "../verdict.ts";
 import { ipDontFragment, PROTO_ICMP, PROTO_TCP } from "../wire/ipv4.ts";
 import { TCP_SYN } from "../wire/tcp.ts";
+import { VnetGso, VnetHeader } from "../wire/virtio_net_hdr.ts";
+import type { Outbox } from "../outbox.ts";
 import type { DirectSender } from "./direct.ts";
+import { segmentCount, segmentHeaderLength, writeSegment } from "./segmentation.ts";
 import {
   clampMss,
   encapsulateIpip,
@@ -24,8 +33,16 @@ export class BypassSender {
   /** IP ID of the next header made here (tunnel outer headers, frag-needed). */
   #ipId = 0;
 
-  /** Sends DR packets through `direct`; counts into `counters` (`EngineCounter` indexes). */
-  constructor(readonly direct: DirectSender, readonly counters: Float64Array) {}
+  /**
+   * Sends DR packets through `direct`; counts into `counters` (`EngineCounter` indexes); `vnet`
+   * is the header of the packet being sent, `spill` where a GSO packet's tunnel segments go.
+   */
+  constructor(
+    readonly direct: DirectSender,
+    readonly counters: Float64Array,
+    readonly vnet: VnetHeader = new VnetHeader(),
+    readonly spill: Outbox | null = null,
+  ) {}
 
   /**
    * Sends a client's packet on to real `real` of tunnel or DR service `svc` (`whole` false for a
@@ -49,13 +66,23 @@ export class BypassSender {
     const counters = this.counters;
     const mtu = svc.mtu[real];
     const tunnel = svc.forwardKind === Forward.TUNNEL;
+    const v = this.vnet;
+    const gso = v.gso !== VnetGso.NONE;
+    if (tunnel) {
+      if (gso) return this.#tunnelSegments(b, off, proto, total, svc, real, whole);
+      // The real's decapsulation gets the inner packet as it is: its checksum must be finished.
+      v.finishChecksum(b, off, total);
+    }
     if (tunnel && whole && proto === PROTO_TCP && (flags & TCP_SYN) !== 0) {
       if (clampMss(b, l4, mtu - TUNNEL_MSS_OVERHEAD)) counters[C.MSS_CLAMPED]++;
     }
     const room = tunnel ? mtu - IPIP_HEADER : mtu;
-    if (mtu > 0 && total > room) {
+    // A GSO packet (DR only, here) leaves as segments of its headers and gso_size bytes.
+    const size = gso ? segmentHeaderLength(b, off, proto) + v.gsoSize : total;
+    if (mtu > 0 && size > room) {
       // Never an error about an ICMP error or about a later fragment (RFC 1122 3.2.2).
       if (whole && proto !== PROTO_ICMP && ipDontFragment(b, off)) {
+        v.clear();
         const len = fragmentationNeeded(b, off, total, room, this.nextIpId());
         if (len > 0) {
           counters[C.FRAG_NEEDED_SENT]++;
@@ -83,14 +110,69 @@ export class BypassSender {
         counters[C.DROP_TOO_BIG]++;
         return DROP;
       }
+      v.clear();
       if (whole) counters[C.FORWARDED]++;
       return len;
     }
-    if (!this.direct.send(svc.index, real, b, off, total)) {
+    if (!this.direct.send(svc.index, real, b, off, total, v)) {
       counters[C.DROP_DIRECT_SEND_FAILED]++;
       return DROP;
     }
     counters[C.DIRECT_SENT]++;
+    if (whole) counters[C.FORWARDED]++;
+    return SENT;
+  }
+
+  /**
+   * Cuts the GSO packet at `off` into segments of gso_size payload bytes, each encapsulated for
+   * tunnel real `real` of `svc`, into the spill. Returns SENT (the slot itself is not written),
+   * the length of a frag-needed answer when a segment is too big for the path and may not be
+   * fragmented, or DROP.
+   */
+  #tunnelSegments(
+    b: Uint8Array,
+    off: number,
+    proto: number,
+    total: number,
+    svc: Service,
+    real: number,
+    whole: boolean,
+  ): number {
+    const counters = this.counters;
+    const v = this.vnet;
+    const spill = this.spill;
+    const mtu = svc.mtu[real];
+    const room = mtu - IPIP_HEADER;
+    const segment = segmentHeaderLength(b, off, proto) + v.gsoSize;
+    if (mtu > 0 && segment > room) {
+      v.clear();
+      if (whole && ipDontFragment(b, off)) {
+        const len = fragmentationNeeded(b, off, total, room, this.nextIpId());
+        if (len > 0) {
+          counters[C.FRAG_NEEDED_SENT]++;
+          return len;
+        }
+      }
+      counters[C.DROP_TOO_BIG]++;
+      return DROP;
+    }
+    const count = segmentCount(b, off, total, proto, v.gsoSize);
+    if (
+      spill === null || count > spill.slots - spill.count ||
+      segment + IPIP_HEADER > spill.packetBytes
+    ) {
+      counters[C.DROP_TOO_BIG]++;
+      return DROP;
+    }
+    const src = svc.tunnelSource[real];
+    const dst = svc.addr[real];
+    const out = spill.buf;
+    for (let k = 0; k < count; k++) {
+      const at = spill.next();
+      const len = writeSegment(b, off, total, proto, v.gsoSize, k, out, at);
+      spill.commit(encapsulateIpip(out, at, len, src, dst, this.nextIpId()));
+    }
+    counters[C.GSO_SEGMENTED]++;
     if (whole) counters[C.FORWARDED]++;
     return SENT;
   }

@@ -51,14 +51,14 @@ Deno.test("invalid interface names fail with a TunError that says what is allowe
   for (const name of ["abcdefghijklmno", "a", "tun-vs.0", "éééééé"]) validateInterfaceName(name);
 });
 
-Deno.test("PacketBatch slots are MAX_PACKET apart and start empty", () => {
+Deno.test("PacketBatch slots hold a virtio_net_hdr and MAX_PACKET, and start empty", () => {
   const batch = new PacketBatch(3);
-  assert.equal(batch.buf.length, 3 * 65535);
-  assert.deepEqual([0, 1, 2].map((i) => batch.offset(i)), [0, 65535, 131070]);
+  assert.equal(batch.buf.length, 3 * 65545);
+  assert.deepEqual([0, 1, 2].map((i) => batch.offset(i)), [0, 65545, 131090]);
   assert.equal(batch.count, 0);
   const base = Deno.UnsafePointer.value(Deno.UnsafePointer.of(batch.buf));
   const second = Deno.UnsafePointer.value(batch.pointer(1));
-  assert.equal(BigInt(second) - BigInt(base), 65535n);
+  assert.equal(BigInt(second) - BigInt(base), 65545n);
 });
 
 // --- the child, run inside the namespace ---------------------------------------------------------
