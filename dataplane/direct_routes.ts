@@ -2,28 +2,17 @@
  * The worker's DirectSender: one AF_PACKET/SOCK_DGRAM socket through FFI, and a `sockaddr_ll`
  * per DR real made in advance, so a send is one `sendto` from the packet's batch slot with no
  * allocation. The kernel adds the Ethernet header (the real's MAC, the interface's own).
- *
- * With TUN offloads the socket takes a virtio_net_hdr in front of each packet (PACKET_VNET_HDR):
- * a partial checksum or a GSO super-packet passes on as it came, and the kernel finishes or cuts
- * it for the real's link, as it would have for the TUN.
  */
 import { type DirectSender, fillSockaddrLl, parseMac, SOCKADDR_LL_SIZE } from "./forward/direct.ts";
 import { errno, libc, size, strerror } from "./libc.ts";
 import type { DataplaneSpec, RealSpec, ServiceTable } from "./service.ts";
 import { SLOT_BYTES } from "./tun.ts";
-import { VNET_HDR_LEN, VnetGso, type VnetHeader } from "./wire/virtio_net_hdr.ts";
 
 const AF_PACKET = 17;
 const SOCK_DGRAM = 2;
 const SOCK_CLOEXEC = 0o2000000;
 /** A full socket buffer fails the send (counted) instead of stalling the worker. */
 const MSG_DONTWAIT = 0x40;
-const SOL_PACKET = 263;
-const PACKET_VNET_HDR = 15;
-/** The Ethernet header the kernel puts in front: csum_start counts from the frame's start. */
-const ETH_HLEN = 14;
-/** What a GSO packet gets on a socket without PACKET_VNET_HDR: it cannot be sent whole. */
-const EMSGSIZE = 90;
 
 /** Why the packet socket could not be opened, in words an operator can act on. */
 export class DirectRoutesError extends Error {
@@ -44,23 +33,19 @@ export class DirectRoutes implements DirectSender {
   lastError = 0;
   /** Per service, per real: its `sockaddr_ll`, or null for a real with no route (not DR). */
   readonly #addresses: (Uint8Array<ArrayBuffer> | null)[][];
-  /** Pointers into batch slots, by slot index, made on first use, and the offsets they are for. */
-  readonly #slots: Deno.PointerObject[] = [];
-  readonly #slotOffsets: number[] = [];
-  #buffer: Uint8Array | null = null;
-  #base: Deno.PointerObject | null = null;
+  /**
+   * Pointers into the buffers packets are sent from (the batch; the bypass's segment buffer),
+   * by slot index, made on first use, with the offsets they are for.
+   */
+  readonly #buffers: SendBuffer[] = [];
   #closed = false;
 
-  /** Wraps socket `fd`; `vnetHeader` when it takes a virtio_net_hdr with each packet. */
-  private constructor(readonly fd: number, spec: DataplaneSpec, readonly vnetHeader: boolean) {
+  private constructor(readonly fd: number, spec: DataplaneSpec) {
     this.#addresses = routesOf(spec);
   }
 
-  /**
-   * Opens the socket when `spec` has a DR service; null when it has none. With `offloads` (the
-   * TUN has them) it asks for PACKET_VNET_HDR; without it, offloaded packets are finished here.
-   */
-  static open(spec: DataplaneSpec, offloads = false): DirectRoutes | null {
+  /** Opens the socket when `spec` has a DR service; null when it has none. */
+  static open(spec: DataplaneSpec): DirectRoutes | null {
     if (!spec.services.some((s) => s.forward === "dr")) return null;
     // Protocol 0: the socket only sends (each sockaddr_ll names IPv4), so nothing it would
     // receive can queue up unread.
@@ -72,14 +57,8 @@ export class DirectRoutes implements DirectSender {
           "(tunvs needs root or CAP_NET_RAW)",
       );
     }
-    let vnetHeader = false;
-    if (offloads) {
-      const one = new Uint8Array(4);
-      one[0] = 1;
-      vnetHeader = libc().setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, one, 4) === 0;
-    }
     try {
-      return new DirectRoutes(fd, spec, vnetHeader);
+      return new DirectRoutes(fd, spec);
     } catch (err) {
       libc().close(fd);
       throw err;
@@ -107,39 +86,13 @@ export class DirectRoutes implements DirectSender {
     });
   }
 
-  /**
-   * Sends the packet at `off` (with its virtio_net_hdr `vnet`) to real `real` of service
-   * `service`; false when it failed.
-   */
-  send(
-    service: number,
-    real: number,
-    b: Uint8Array,
-    off: number,
-    len: number,
-    vnet: VnetHeader,
-  ): boolean {
+  /** Sends the packet at `off` to real `real` of service `service`; false when it failed. */
+  send(service: number, real: number, b: Uint8Array, off: number, len: number): boolean {
     const to = this.#addresses[service]?.[real];
     if (to === null || to === undefined) return false;
-    let at = off;
-    if (this.vnetHeader && off >= VNET_HDR_LEN) {
-      // The header goes in the room in front of the packet (its batch slot's header).
-      at = off - VNET_HDR_LEN;
-      len += VNET_HDR_LEN;
-      const start = vnet.csumStart;
-      if (vnet.needsCsum) vnet.csumStart = start + ETH_HLEN;
-      vnet.write(b, at);
-      vnet.csumStart = start;
-    } else if (this.vnetHeader || vnet.gso !== VnetGso.NONE) {
-      this.failures++;
-      this.lastError = EMSGSIZE;
-      return false;
-    } else {
-      vnet.finishChecksum(b, off, len);
-    }
     const r = libc().sendtoPointer(
       this.fd,
-      this.#pointer(b, at),
+      this.#pointer(b, off),
       size(len),
       MSG_DONTWAIT,
       to,
@@ -159,23 +112,38 @@ export class DirectRoutes implements DirectSender {
   }
 
   /**
-   * A pointer to `b[off]`. Sends start at the same offset in their batch slot every time, so
-   * the slot's pointer, made once, serves every later packet there.
+   * A pointer to `b[off]`. A packet is sent from the same offset of its batch slot (or of the
+   * segment buffer) every time, so the pointer, made once, serves every later packet there.
    */
   #pointer(b: Uint8Array, off: number): Deno.PointerObject {
-    if (b !== this.#buffer) {
-      this.#buffer = b;
-      this.#base = Deno.UnsafePointer.of(b as Uint8Array<ArrayBuffer>);
-      this.#slots.length = 0;
-      this.#slotOffsets.length = 0;
+    let sb: SendBuffer | undefined;
+    for (const known of this.#buffers) if (known.buffer === b) sb = known;
+    if (sb === undefined) {
+      // Few buffers ever send (the batch, the segment buffer): an old one is let go past four.
+      if (this.#buffers.length === 4) this.#buffers.shift();
+      sb = {
+        buffer: b,
+        base: Deno.UnsafePointer.of(b as Uint8Array<ArrayBuffer>)!,
+        pointers: [],
+        offsets: [],
+      };
+      this.#buffers.push(sb);
     }
     const slot = (off / SLOT_BYTES) | 0;
-    if (this.#slotOffsets[slot] !== off) {
-      this.#slots[slot] = Deno.UnsafePointer.offset(this.#base!, off)!;
-      this.#slotOffsets[slot] = off;
+    if (sb.offsets[slot] !== off) {
+      sb.pointers[slot] = Deno.UnsafePointer.offset(sb.base, off)!;
+      sb.offsets[slot] = off;
     }
-    return this.#slots[slot];
+    return sb.pointers[slot];
   }
+}
+
+/** A buffer packets are sent from, and the pointers into it made so far. */
+interface SendBuffer {
+  buffer: Uint8Array;
+  base: Deno.PointerObject;
+  pointers: Deno.PointerObject[];
+  offsets: number[];
 }
 
 function sockaddrFor(service: string, r: RealSpec): Uint8Array<ArrayBuffer> {

@@ -3,11 +3,12 @@
  * tunnel encapsulates it in its slot (MSS clamped on a SYN), DR hands it to the DirectSender; a
  * packet too big for the path is answered with fragmentation needed when it has DF.
  *
- * Offloads (the packet's virtio_net_hdr): DR hands the header on with the packet, so the kernel
- * finishes a partial checksum and cuts a GSO packet on the real's link. A tunnelled packet must
- * be complete inside its IPIP header, for which virtio_net_hdr has no GSO type: a partial
- * checksum is finished in software, a GSO packet cut into segments (segmentation.ts), each
- * encapsulated and spilled for the worker to write in the packet's place.
+ * Offloads (the packet's virtio_net_hdr): both ways out need complete packets. A tunnelled packet
+ * sits inside an IPIP header, for which virtio_net_hdr has no GSO type; the DR packet socket is
+ * SOCK_DGRAM, and PACKET_VNET_HDR is for SOCK_RAW only (EINVAL). So a partial checksum is
+ * finished in software, and a GSO packet is cut into segments (segmentation.ts): for a tunnel
+ * each is encapsulated and spilled for the worker to write in the packet's place; for DR each
+ * is sent from a segment buffer of its own.
  *
  * @module
  */
@@ -19,7 +20,12 @@ import { TCP_SYN } from "../wire/tcp.ts";
 import { VnetGso, VnetHeader } from "../wire/virtio_net_hdr.ts";
 import type { Outbox } from "../outbox.ts";
 import type { DirectSender } from "./direct.ts";
-import { segmentCount, segmentHeaderLength, writeSegment } from "./segmentation.ts";
+import {
+  segmentCount,
+  segmentHeaderLength,
+  SPILL_PACKET_BYTES,
+  writeSegment,
+} from "./segmentation.ts";
 import {
   clampMss,
   encapsulateIpip,
@@ -32,6 +38,8 @@ import {
 export class BypassSender {
   /** IP ID of the next header made here (tunnel outer headers, frag-needed). */
   #ipId = 0;
+  /** Where a GSO packet's DR segments are cut, one at a time. */
+  readonly #segment = new Uint8Array(SPILL_PACKET_BYTES);
 
   /**
    * Sends DR packets through `direct`; counts into `counters` (`EngineCounter` indexes); `vnet`
@@ -68,11 +76,9 @@ export class BypassSender {
     const tunnel = svc.forwardKind === Forward.TUNNEL;
     const v = this.vnet;
     const gso = v.gso !== VnetGso.NONE;
-    if (tunnel) {
-      if (gso) return this.#tunnelSegments(b, off, proto, total, svc, real, whole);
-      // The real's decapsulation gets the inner packet as it is: its checksum must be finished.
-      v.finishChecksum(b, off, total);
-    }
+    if (tunnel && gso) return this.#tunnelSegments(b, off, proto, total, svc, real, whole);
+    // The real's decapsulation, or a frame on the real's link, gets the packet as it is.
+    if (!gso) v.finishChecksum(b, off, total);
     if (tunnel && whole && proto === PROTO_TCP && (flags & TCP_SYN) !== 0) {
       if (clampMss(b, l4, mtu - TUNNEL_MSS_OVERHEAD)) counters[C.MSS_CLAMPED]++;
     }
@@ -114,7 +120,8 @@ export class BypassSender {
       if (whole) counters[C.FORWARDED]++;
       return len;
     }
-    if (!this.direct.send(svc.index, real, b, off, total, v)) {
+    if (gso) return this.#directSegments(b, off, proto, total, svc, real, whole);
+    if (!this.direct.send(svc.index, real, b, off, total)) {
       counters[C.DROP_DIRECT_SEND_FAILED]++;
       return DROP;
     }
@@ -171,6 +178,40 @@ export class BypassSender {
       const at = spill.next();
       const len = writeSegment(b, off, total, proto, v.gsoSize, k, out, at);
       spill.commit(encapsulateIpip(out, at, len, src, dst, this.nextIpId()));
+    }
+    counters[C.GSO_SEGMENTED]++;
+    if (whole) counters[C.FORWARDED]++;
+    return SENT;
+  }
+
+  /**
+   * Sends the GSO packet at `off` to DR real `real` of `svc` as segments of gso_size payload
+   * bytes, cut one at a time into the segment buffer. Returns SENT, or DROP when a send failed.
+   */
+  #directSegments(
+    b: Uint8Array,
+    off: number,
+    proto: number,
+    total: number,
+    svc: Service,
+    real: number,
+    whole: boolean,
+  ): number {
+    const counters = this.counters;
+    const v = this.vnet;
+    const out = this.#segment;
+    if (segmentHeaderLength(b, off, proto) + v.gsoSize > out.length) {
+      counters[C.DROP_TOO_BIG]++;
+      return DROP;
+    }
+    const count = segmentCount(b, off, total, proto, v.gsoSize);
+    for (let k = 0; k < count; k++) {
+      const len = writeSegment(b, off, total, proto, v.gsoSize, k, out, 0);
+      if (!this.direct.send(svc.index, real, out, 0, len)) {
+        counters[C.DROP_DIRECT_SEND_FAILED]++;
+        return DROP;
+      }
+      counters[C.DIRECT_SENT]++;
     }
     counters[C.GSO_SEGMENTED]++;
     if (whole) counters[C.FORWARDED]++;

@@ -3,23 +3,14 @@
  * frame addressed to the real's MAC. The engine does no I/O: it hands such packets to a
  * `DirectSender`, which the worker implements with a packet socket (direct_routes.ts).
  */
-import type { VnetHeader } from "../wire/virtio_net_hdr.ts";
 
 /** Sends the packets of direct-routing connections for the engine. */
 export interface DirectSender {
   /**
    * Sends the IPv4 packet of `len` bytes at `off` in `b` to real `real` of service `service`
-   * (indexes into the engine's ServiceTable), with its virtio_net_hdr `vnet` (a partial
-   * checksum, GSO); false when it could not be sent.
+   * (indexes into the engine's ServiceTable); false when it could not be sent.
    */
-  send(
-    service: number,
-    real: number,
-    b: Uint8Array,
-    off: number,
-    len: number,
-    vnet: VnetHeader,
-  ): boolean;
+  send(service: number, real: number, b: Uint8Array, off: number, len: number): boolean;
 }
 
 /** A sender for an engine without a packet socket (tests, no DR service): every send fails. */

@@ -339,11 +339,11 @@ Deno.test("IPIP of a GSO packet: cut in software, each segment encapsulated and 
   s.clear();
 });
 
-Deno.test("DR hands a GSO partial packet on with its header, unchanged", () => {
-  const sent: { len: number; gso: number; flags: number }[] = [];
+Deno.test("DR: a GSO packet goes out as finished segments, a partial one finished", () => {
+  const sent: Uint8Array[] = [];
   const sender: DirectSender = {
-    send: (_s, _r, _b, _off, len, vnet) => {
-      sent.push({ len, gso: vnet.gsoType, flags: vnet.flags });
+    send: (_s, _r, b, off, len) => {
+      sent.push(b.slice(off, off + len));
       return true;
     },
   };
@@ -354,15 +354,21 @@ Deno.test("DR hands a GSO partial packet on with its header, unchanged", () => {
     })]),
     sender,
   );
-  feedPartial(e, tcp(CLIENT, 40007, VIP, 80, TCP_SYN));
+  assert.equal(run(e, makePartial(e, tcp(CLIENT, 40007, VIP, 80, TCP_SYN))).out, SENT);
+  assertChecksums(sent[0], 0);
   const pkt = superPacket(e, CLIENT, 40007, VIP, 80, 20000);
-  const r = feed(e, pkt);
-  assert.equal(r.out, SENT);
-  assert.deepEqual(sent[1], {
-    len: pkt.length,
-    gso: VnetGso.TCPV4,
-    flags: VNET_F_NEEDS_CSUM,
-  });
+  const original = kernelFinish(pkt, e.vnet);
+  assert.equal(run(e, pkt).out, SENT);
+  const segments = sent.slice(1);
+  assert.equal(segments.length, Math.ceil(20000 / MSS));
+  const payload: number[] = [];
+  for (const seg of segments) {
+    assertChecksums(seg, 0);
+    assert.equal(ipDst(seg, 0), VIP, "DR: addressed to the VIP, unchanged");
+    payload.push(...seg.subarray(40));
+  }
+  assert.deepEqual(Uint8Array.from(payload), original.subarray(40));
+  assert.equal(e.counters[EngineCounter.DIRECT_SENT], 1 + segments.length);
 });
 
 Deno.test("GSO of a kind the engine cannot take is dropped and counted", () => {
