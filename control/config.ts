@@ -50,7 +50,7 @@ export const CONFIG_DEFAULTS = {
   adminListen: "127.0.0.1:9180",
   tun: "tunvs0",
   // IFF_VNET_HDR + TUNSETOFFLOAD: checksum and TSO/USO offloads on the TUN (docs/offloads.md).
-  offloads: false,
+  offloads: true,
   timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
   protocol: "tcp",
   // ipvsadm's default.

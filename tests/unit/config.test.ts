@@ -44,7 +44,7 @@ Deno.test("default appliance.yaml parses to the seed topology", async () => {
   const path = new URL("../../appliance.yaml", import.meta.url).pathname;
   const expected: ApplianceConfig = {
     admin: { listen: "127.0.0.1:9180", transport: "tcp", host: "127.0.0.1", port: 9180 },
-    dataplane: { tun: "tunvs0", offloads: false },
+    dataplane: { tun: "tunvs0", offloads: true },
     host: {},
     timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
     localAddresses: [],
@@ -73,7 +73,7 @@ Deno.test("defaults are applied for every optional key", () => {
   );
   assert.deepEqual(cfg, {
     admin: { listen: "127.0.0.1:9180", transport: "tcp", host: "127.0.0.1", port: 9180 },
-    dataplane: { tun: "tunvs0", offloads: false },
+    dataplane: { tun: "tunvs0", offloads: true },
     host: {},
     timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
     localAddresses: [],
