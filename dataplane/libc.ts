@@ -34,6 +34,8 @@ const SYMBOLS = {
     parameters: ["i32", "pointer", "usize", "i32", "buffer", "u32"],
     result: "i32",
   },
+  // sendmsg with a msghdr built once (direct routing with offloads: header iovec + packet).
+  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
 } as const;

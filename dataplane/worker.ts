@@ -145,7 +145,7 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
     case "start": {
       try {
         const tun = TunDevice.adopt(msg.fd, msg.tun, msg.offloads);
-        const direct = DirectRoutes.open(msg.spec);
+        const direct = DirectRoutes.open(msg.spec, msg.offloads !== 0);
         const engine = new Engine(msg.spec, direct ?? undefined);
         running = { spec: msg.spec, engine, direct };
         requests = new DataplaneRequests(engine, {

@@ -3,12 +3,13 @@
  * tunnel encapsulates it in its slot (MSS clamped on a SYN), DR hands it to the DirectSender; a
  * packet too big for the path is answered with fragmentation needed when it has DF.
  *
- * Offloads (the packet's virtio_net_hdr): both ways out need complete packets. A tunnelled packet
- * sits inside an IPIP header, for which virtio_net_hdr has no GSO type; the DR packet socket is
- * SOCK_DGRAM, and PACKET_VNET_HDR is for SOCK_RAW only (EINVAL). So a partial checksum is
- * finished in software, and a GSO packet is cut into segments (segmentation.ts): for a tunnel
- * each is encapsulated and spilled for the worker to write in the packet's place; for DR each
- * is sent from a segment buffer of its own.
+ * Offloads (the packet's virtio_net_hdr): a DR sender that takes offloads (a raw packet socket
+ * with PACKET_VNET_HDR) gets the packet with its header as it came, and the kernel finishes the
+ * checksum and cuts a GSO packet on the real's link. Otherwise the packet must be complete: a
+ * tunnelled packet sits inside an IPIP header, for which virtio_net_hdr has no GSO type. Then a
+ * partial checksum is finished in software, and a GSO packet is cut into segments
+ * (segmentation.ts): for a tunnel each is encapsulated and spilled for the worker to write in
+ * the packet's place; for DR each is sent from a segment buffer of its own.
  *
  * @module
  */
@@ -77,8 +78,9 @@ export class BypassSender {
     const v = this.vnet;
     const gso = v.gso !== VnetGso.NONE;
     if (tunnel && gso) return this.#tunnelSegments(b, off, proto, total, svc, real, whole);
+    const offloaded = !tunnel && this.direct.takesOffloads === true;
     // The real's decapsulation, or a frame on the real's link, gets the packet as it is.
-    if (!gso) v.finishChecksum(b, off, total);
+    if (!gso && !offloaded) v.finishChecksum(b, off, total);
     if (tunnel && whole && proto === PROTO_TCP && (flags & TCP_SYN) !== 0) {
       if (clampMss(b, l4, mtu - TUNNEL_MSS_OVERHEAD)) counters[C.MSS_CLAMPED]++;
     }
@@ -120,8 +122,8 @@ export class BypassSender {
       if (whole) counters[C.FORWARDED]++;
       return len;
     }
-    if (gso) return this.#directSegments(b, off, proto, total, svc, real, whole);
-    if (!this.direct.send(svc.index, real, b, off, total)) {
+    if (gso && !offloaded) return this.#directSegments(b, off, proto, total, svc, real, whole);
+    if (!this.direct.send(svc.index, real, b, off, total, v)) {
       counters[C.DROP_DIRECT_SEND_FAILED]++;
       return DROP;
     }

@@ -371,6 +371,32 @@ Deno.test("DR: a GSO packet goes out as finished segments, a partial one finishe
   assert.equal(e.counters[EngineCounter.DIRECT_SENT], 1 + segments.length);
 });
 
+Deno.test("DR through a sender that takes offloads: the GSO packet whole, with its header", () => {
+  const sent: { len: number; gso: number; flags: number; gsoSize: number }[] = [];
+  const sender: DirectSender = {
+    takesOffloads: true,
+    send: (_s, _r, _b, _off, len, vnet) => {
+      sent.push({ len, gso: vnet!.gsoType, flags: vnet!.flags, gsoSize: vnet!.gsoSize });
+      return true;
+    },
+  };
+  const e = new Engine(
+    dataplaneSpec([service("dr", PROTO_TCP, 80, 80, {
+      forward: "dr",
+      reals: [{ ...real(REAL1, 80), ifindex: 7, mac: "02:00:00:00:00:01", mtu: 1500 }],
+    })]),
+    sender,
+  );
+  run(e, makePartial(e, tcp(CLIENT, 40011, VIP, 80, TCP_SYN)));
+  const pkt = superPacket(e, CLIENT, 40011, VIP, 80, 20000);
+  assert.equal(run(e, pkt).out, SENT);
+  assert.deepEqual(sent, [
+    { len: 40, gso: 0, flags: VNET_F_NEEDS_CSUM, gsoSize: 0 },
+    { len: pkt.length, gso: VnetGso.TCPV4, flags: VNET_F_NEEDS_CSUM, gsoSize: MSS },
+  ]);
+  assert.equal(e.counters[EngineCounter.GSO_SEGMENTED], 0);
+});
+
 Deno.test("GSO of a kind the engine cannot take is dropped and counted", () => {
   const e = natEngine();
   const p = makePartial(e, tcp(CLIENT, 40008, VIP, 80, TCP_SYN));
