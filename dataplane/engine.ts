@@ -106,7 +106,7 @@ export class Engine {
    * Segments a GSO packet was cut into by `process` (for a tunnel real, which no GSO type
    * describes): the worker writes them in the packet's place, then clears it.
    */
-  readonly spill = new Outbox(SPILL_SLOTS, SPILL_PACKET_BYTES);
+  spill = new Outbox(SPILL_SLOTS, SPILL_PACKET_BYTES);
 
   /** Builds the engine for `spec`; DR packets go out through `direct`. */
   constructor(spec: DataplaneSpec, direct: DirectSender = NO_DIRECT_SENDER) {
@@ -426,6 +426,15 @@ export class Engine {
     this.counters[C.SYNPROXY_HANDSHAKES_COMPLETED]++;
     this.counters[C.FORWARDED]++;
     return len;
+  }
+
+  /**
+   * Moves the spill into `buffer` from `base` on: the buffer packets are processed in, so that
+   * segments are copied within one buffer (native memmove) rather than byte by byte.
+   */
+  spillInto(buffer: Uint8Array, base: number): void {
+    this.spill = new Outbox(SPILL_SLOTS, SPILL_PACKET_BYTES, buffer, base);
+    this.bypass.spill = this.spill;
   }
 
   /** Expires connections whose time has come; call about every 250 ms. */

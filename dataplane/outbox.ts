@@ -27,16 +27,37 @@ export class Outbox {
   /** The virtio_net_hdr length `pointers` were made for. */
   pointersHeader = -1;
 
-  /** `slots` slots, each holding a packet of up to `packetBytes`. */
-  constructor(readonly slots: number, readonly packetBytes = OUTBOX_SLOT_BYTES) {
+  /** Where the first slot starts in `buf`. */
+  readonly #base: number;
+
+  /**
+   * `slots` slots, each holding a packet of up to `packetBytes`: in a buffer of their own, or
+   * from `base` on in `buffer` (at least `Outbox.bytesFor(slots, packetBytes)` bytes there).
+   */
+  constructor(
+    readonly slots: number,
+    readonly packetBytes = OUTBOX_SLOT_BYTES,
+    buffer?: Uint8Array,
+    base = 0,
+  ) {
     this.slotBytes = VNET_HDR_LEN + packetBytes;
-    this.buf = new Uint8Array(slots * this.slotBytes);
+    const bytes = Outbox.bytesFor(slots, packetBytes);
+    if (buffer !== undefined && base + bytes > buffer.length) {
+      throw new RangeError(`an outbox of ${bytes} bytes does not fit at ${base}`);
+    }
+    this.buf = buffer ?? new Uint8Array(bytes);
+    this.#base = buffer === undefined ? 0 : base;
     this.lengths = new Int32Array(slots);
+  }
+
+  /** Bytes `slots` slots of `packetBytes` take. */
+  static bytesFor(slots: number, packetBytes: number): number {
+    return slots * (VNET_HDR_LEN + packetBytes);
   }
 
   /** Byte offset of slot `i`'s packet in `buf` (its header room is the VNET_HDR_LEN before). */
   offset(i: number): number {
-    return i * this.slotBytes + VNET_HDR_LEN;
+    return this.#base + i * this.slotBytes + VNET_HDR_LEN;
   }
 
   /** Whether every slot is taken (the caller tries again after the next `clear`). */

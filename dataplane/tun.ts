@@ -52,9 +52,16 @@ export class PacketBatch {
   count = 0;
   readonly #pointers: Deno.PointerObject[];
 
-  /** Allocates `slots` packet slots. */
-  constructor(readonly slots: number) {
-    this.buf = new Uint8Array(slots * SLOT_BYTES);
+  /** Where the `extraBytes` behind the slots start in `buf`. */
+  readonly extraOffset: number;
+
+  /**
+   * Allocates `slots` packet slots, and `extraBytes` behind them for packets the engine makes
+   * from the slots' (GSO segments: copied within one buffer, they move at memmove's speed).
+   */
+  constructor(readonly slots: number, extraBytes = 0) {
+    this.extraOffset = slots * SLOT_BYTES;
+    this.buf = new Uint8Array(slots * SLOT_BYTES + extraBytes);
     this.lengths = new Int32Array(slots);
     const base = Deno.UnsafePointer.of(this.buf)!;
     this.#pointers = Array.from(

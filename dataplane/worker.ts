@@ -8,7 +8,9 @@ import { applyLinks, DirectRoutes, type RealLink } from "./direct_routes.ts";
 import { DROP, Engine, EngineCounter, SENT } from "./engine.ts";
 import type { DataplaneSpec } from "./service.ts";
 import { DataplaneRequests, type WorkerRequestName } from "./stats/requests.ts";
+import { SPILL_PACKET_BYTES, SPILL_SLOTS } from "./forward/segmentation.ts";
 import { strerror } from "./libc.ts";
+import { Outbox } from "./outbox.ts";
 import { PacketBatch, TunDevice } from "./tun.ts";
 
 export type { ApplyResult } from "./apply.ts";
@@ -87,7 +89,9 @@ function logDirectFailures(d: DirectRoutes, now: number): void {
 }
 
 async function run(tun: TunDevice, e: Engine, req: DataplaneRequests): Promise<void> {
-  const batch = new PacketBatch(BATCH_SLOTS);
+  // GSO segments for tunnel reals are cut into the batch's own buffer, behind the slots.
+  const batch = new PacketBatch(BATCH_SLOTS, Outbox.bytesFor(SPILL_SLOTS, SPILL_PACKET_BYTES));
+  e.spillInto(batch.buf, batch.extraOffset);
   const buf = batch.buf;
   // With offloads each slot starts with the packet's virtio_net_hdr: the engine reads it from
   // `e.vnet`, changes it with the packet, and it is written back in front of the packet.

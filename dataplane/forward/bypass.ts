@@ -50,7 +50,7 @@ export class BypassSender {
     readonly direct: DirectSender,
     readonly counters: Float64Array,
     readonly vnet: VnetHeader = new VnetHeader(),
-    readonly spill: Outbox | null = null,
+    public spill: Outbox | null = null,
   ) {}
 
   /**

@@ -37,7 +37,8 @@ export function segmentCount(
 
 /**
  * Writes segment `index` of the TCP (TSO) or UDP (USO) GSO packet of `total` bytes at `off` in
- * `b`, cut every `gsoSize` payload bytes, at `at` in `out`, and returns its length. The headers
+ * `b`, cut every `gsoSize` payload bytes, at `at` in `out` (which may be `b`, at a place that
+ * does not overlap the packet), and returns its length. The headers
  * are copied; each segment gets its own IP total length, IP ID (the packet's plus `index`, as the
  * kernel's TSO counts) and header checksum. TCP: sequence number moved on by the payload before
  * it, FIN and PSH only on the last segment, CWR only on the first. UDP: its own length. The L4
@@ -59,11 +60,17 @@ export function writeSegment(
   const start = index * gsoSize;
   const len = payload - start < gsoSize ? payload - start : gsoSize;
   const last = start + len >= payload;
-  // Byte loops: a subarray view for `set` would be an allocation per segment.
-  for (let i = 0; i < headers; i++) out[at + i] = b[off + i];
+  // Within one buffer, copyWithin is a memmove; across two, a byte loop (a subarray view for
+  // `set` would be an allocation per segment).
   const from = off + headers + start;
   const to = at + headers;
-  for (let i = 0; i < len; i++) out[to + i] = b[from + i];
+  if (out === b) {
+    b.copyWithin(at, off, off + headers);
+    b.copyWithin(to, from, from + len);
+  } else {
+    for (let i = 0; i < headers; i++) out[at + i] = b[off + i];
+    for (let i = 0; i < len; i++) out[to + i] = b[from + i];
+  }
   const length = headers + len;
   set16(out, at + 2, length);
   set16(out, at + 4, (get16(b, off + 4) + index) & 0xffff);

@@ -8,7 +8,13 @@
 import assert from "node:assert/strict";
 import { DROP, Engine, EngineCounter, SENT } from "../../dataplane/engine.ts";
 import type { DirectSender } from "../../dataplane/forward/direct.ts";
-import { segmentCount, writeSegment } from "../../dataplane/forward/segmentation.ts";
+import {
+  segmentCount,
+  SPILL_PACKET_BYTES,
+  SPILL_SLOTS,
+  writeSegment,
+} from "../../dataplane/forward/segmentation.ts";
+import { Outbox } from "../../dataplane/outbox.ts";
 import { TOA_LENGTH } from "../../dataplane/forward/toa.ts";
 import { IPIP_HEADER } from "../../dataplane/forward/tunnel.ts";
 import type { ServiceSpec } from "../../dataplane/service.ts";
@@ -309,35 +315,47 @@ Deno.test("IPIP of a partial-checksum packet: the inner checksum is finished, th
   assertChecksums(buf, IPIP_HEADER);
 });
 
-Deno.test("IPIP of a GSO packet: cut in software, each segment encapsulated and valid", () => {
-  const e = tunnelEngine();
-  run(e, makePartial(e, tcp(CLIENT, 40006, VIP, 80, TCP_SYN)));
-  // The clamped MSS (1500 − 60) or less, as the client's TSO then uses it.
-  const gsoSize = 1400;
-  const pkt = superPacket(e, CLIENT, 40006, VIP, 80, 10000, TCP_ACK | TCP_PSH, gsoSize);
-  const original = kernelFinish(pkt, e.vnet);
-  const buf = new Uint8Array(pkt.length + 100);
-  buf.set(pkt);
-  assert.equal(e.process(buf, 0, pkt.length), SENT);
-  const s = e.spill;
-  assert.equal(s.count, Math.ceil(10000 / gsoSize));
-  assert.equal(e.counters[EngineCounter.GSO_SEGMENTED], 1);
-  const payload: number[] = [];
-  for (let k = 0; k < s.count; k++) {
-    const at = s.offset(k);
-    // The zero virtio_net_hdr in front of every spilled packet.
-    assert.deepEqual([...s.buf.subarray(at - VNET_HDR_LEN, at)], new Array(10).fill(0));
-    const seg = s.buf.slice(at, at + s.lengths[k]);
-    assert.equal(ipProtocol(seg, 0), PROTO_IPIP);
-    assert.equal(ipDst(seg, 0), REAL1);
-    assert.equal(checksum(seg, 0, 20), 0, "outer header checksum");
-    assertChecksums(seg, IPIP_HEADER);
-    assert.ok(s.lengths[k] <= 1500, "fits the path");
-    payload.push(...seg.subarray(IPIP_HEADER + 40));
-  }
-  assert.deepEqual(Uint8Array.from(payload), original.subarray(40));
-  s.clear();
-});
+for (const shared of [false, true]) {
+  Deno.test(
+    `IPIP of a GSO packet: cut in software, each segment encapsulated and valid${
+      shared ? " (spill in the packet's own buffer)" : ""
+    }`,
+    () => {
+      const e = tunnelEngine();
+      run(e, makePartial(e, tcp(CLIENT, 40006, VIP, 80, TCP_SYN)));
+      // The clamped MSS (1500 − 60) or less, as the client's TSO then uses it.
+      const gsoSize = 1400;
+      const pkt = superPacket(e, CLIENT, 40006, VIP, 80, 10000, TCP_ACK | TCP_PSH, gsoSize);
+      const original = kernelFinish(pkt, e.vnet);
+      const room = pkt.length + 100;
+      const buf = new Uint8Array(
+        room + (shared ? Outbox.bytesFor(SPILL_SLOTS, SPILL_PACKET_BYTES) : 0),
+      );
+      if (shared) e.spillInto(buf, room);
+      buf.set(pkt);
+      assert.equal(e.process(buf, 0, pkt.length), SENT);
+      const s = e.spill;
+      assert.equal(s.buf === buf, shared);
+      assert.equal(s.count, Math.ceil(10000 / gsoSize));
+      assert.equal(e.counters[EngineCounter.GSO_SEGMENTED], 1);
+      const payload: number[] = [];
+      for (let k = 0; k < s.count; k++) {
+        const at = s.offset(k);
+        // The zero virtio_net_hdr in front of every spilled packet.
+        assert.deepEqual([...s.buf.subarray(at - VNET_HDR_LEN, at)], new Array(10).fill(0));
+        const seg = s.buf.slice(at, at + s.lengths[k]);
+        assert.equal(ipProtocol(seg, 0), PROTO_IPIP);
+        assert.equal(ipDst(seg, 0), REAL1);
+        assert.equal(checksum(seg, 0, 20), 0, "outer header checksum");
+        assertChecksums(seg, IPIP_HEADER);
+        assert.ok(s.lengths[k] <= 1500, "fits the path");
+        payload.push(...seg.subarray(IPIP_HEADER + 40));
+      }
+      assert.deepEqual(Uint8Array.from(payload), original.subarray(40));
+      s.clear();
+    },
+  );
+}
 
 Deno.test("DR: a GSO packet goes out as finished segments, a partial one finished", () => {
   const sent: Uint8Array[] = [];
