@@ -274,7 +274,13 @@ Deno.test("TOA on a GSO partial packet: 8 bytes longer, checksum and hdr_len fol
   const e = natEngine({ forward: "fullnat", localAddresses: [LOCAL], toa: true });
   const syn = feedPartial(e, tcp(CLIENT, 40004, VIP, 80, TCP_SYN));
   const lport = tcpSrcPort(syn.pkt, 20);
-  feedPartial(e, tcp(REAL1, 8080, LOCAL, lport, TCP_SYN | TCP_ACK));
+  // The real's SYN-ACK, partial: its MSS lowered by 8, the partial sum left as it is.
+  const synAck = feedPartial(
+    e,
+    segment(REAL1, 8080, LOCAL, lport, TCP_SYN | TCP_ACK, { seq: 7, options: [{ mss: 1460 }] }),
+  );
+  assert.equal(readOptions(synAck.pkt).mss, 1460 - TOA_LENGTH);
+  assertFinishes(synAck.pkt, e.vnet, "SYN-ACK with the MSS lowered");
   const pkt = superPacket(e, CLIENT, 40004, VIP, 80, 20000);
   const hdrLen = e.vnet.hdrLen;
   const buf = new Uint8Array(pkt.length + 64);
