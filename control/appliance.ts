@@ -94,6 +94,13 @@ export async function runAppliance(configPath: string): Promise<number> {
     if (dataplane === null || tun === null || stopping) {
       throw new ReloadError("the dataplane is not running");
     }
+    // The TUN was opened with or without offloads at start; that cannot change under it.
+    if (next.dataplane.offloads !== applied.dataplane.offloads) {
+      throw new ReloadError(
+        `dataplane.offloads ${next.dataplane.offloads} differs from the running ` +
+          `${applied.dataplane.offloads}; restart tunvs to change it`,
+      );
+    }
     if (sync) health.sync(next);
     const undoSync = () => {
       if (sync) health.sync(applied);
