@@ -4,6 +4,7 @@
  * SIGINT/SIGTERM or on a fatal error.
  */
 import { TunDevice } from "../dataplane/tun.ts";
+import { offloadNames } from "../dataplane/tun_offloads.ts";
 import { type AdminServer, serveAdmin } from "./admin_server.ts";
 import { createAdminApp } from "./api.ts";
 import type { ApplianceConfig } from "./config.ts";
@@ -97,6 +98,13 @@ export async function runAppliance(configPath: string): Promise<number> {
       throw new ReloadError("the dataplane is not running");
     }
     const devices = marks;
+    // The TUN was opened with or without offloads at start; that cannot change under it.
+    if (next.dataplane.offloads !== applied.dataplane.offloads) {
+      throw new ReloadError(
+        `dataplane.offloads ${next.dataplane.offloads} differs from the running ` +
+          `${applied.dataplane.offloads}; restart tunvs to change it`,
+      );
+    }
     if (sync) health.sync(next);
     const undoSync = () => {
       if (sync) health.sync(applied);
@@ -220,9 +228,9 @@ export async function runAppliance(configPath: string): Promise<number> {
   try {
     health.sync(config);
     const spec = compileDataplaneSpec(health.effective(config));
-    tun = TunDevice.open(config.dataplane.tun);
-    log("tun device created", { name: tun.name });
-    marks = new MarkDevices(tun.name);
+    tun = TunDevice.open(config.dataplane.tun, { offloads: config.dataplane.offloads });
+    log("tun device created", { name: tun.name, offloads: offloadNames(tun.offloads) });
+    marks = new MarkDevices(tun.name, tun.offloads);
     marks.openFor(config);
     for (const m of marks.planFor(config)) {
       log("tun device created", { name: m.tun, fwmark: String(m.mark) });
@@ -239,6 +247,7 @@ export async function runAppliance(configPath: string): Promise<number> {
       tun.name,
       linked,
       (message) => stop(1, "dataplane failed", { error: message }),
+      tun.offloads,
     );
     dataplane.setMarkDevices(marks.handOver(config));
     links = new LinkRefresher(

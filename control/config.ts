@@ -49,6 +49,8 @@ export type ForwardMethod = ForwardName;
 export const CONFIG_DEFAULTS = {
   adminListen: "127.0.0.1:9180",
   tun: "tunvs0",
+  // IFF_VNET_HDR + TUNSETOFFLOAD: checksum and TSO/USO offloads on the TUN (docs/offloads.md).
+  offloads: true,
   timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
   protocol: "tcp",
   // ipvsadm's default.
@@ -60,6 +62,7 @@ export const CONFIG_DEFAULTS = {
 } as const satisfies {
   adminListen: string;
   tun: string;
+  offloads: boolean;
   timeouts: { tcp: number; tcpfin: number; udp: number };
   protocol: Protocol;
   scheduler: SchedulerName;
@@ -175,7 +178,8 @@ export type AdminConfig = AdminListen & { listen: string; tokenFile?: string };
 /** The whole validated appliance configuration, with every default filled in. */
 export interface ApplianceConfig {
   admin: AdminConfig;
-  dataplane: { tun: string };
+  /** `offloads`: open the TUN with virtio_net_hdr and offloads (read at start only). */
+  dataplane: { tun: string; offloads: boolean };
   host: { uplink?: string; realside?: string };
   timeouts: { tcp: number; tcpfin: number; udp: number };
   /** FULLNAT's global local address pool (`local_addresses`). */
@@ -594,7 +598,10 @@ const configSchema = strictMap({
       });
     }
   }).prefault({}),
-  dataplane: strictMap({ tun: interfaceName.default(CONFIG_DEFAULTS.tun) }).prefault({}),
+  dataplane: strictMap({
+    tun: interfaceName.default(CONFIG_DEFAULTS.tun),
+    offloads: z.boolean().default(CONFIG_DEFAULTS.offloads),
+  }).prefault({}),
   host: strictMap({ uplink: interfaceName.optional(), realside: interfaceName.optional() })
     .prefault({}),
   timeouts: strictMap({
@@ -1143,7 +1150,7 @@ function toModel(out: SchemaOutput): ApplianceConfig {
       ...listen,
       ...(out.admin.token_file === undefined ? {} : { tokenFile: out.admin.token_file }),
     },
-    dataplane: { tun: out.dataplane.tun },
+    dataplane: { tun: out.dataplane.tun, offloads: out.dataplane.offloads },
     host: {
       ...(out.host.uplink === undefined ? {} : { uplink: out.host.uplink }),
       ...(out.host.realside === undefined ? {} : { realside: out.host.realside }),

@@ -34,12 +34,16 @@ export class DataplaneHandle {
     this.#stopped = new Promise((resolve) => this.#resolveStopped = resolve);
   }
 
-  /** Starts a worker on the open TUN descriptor `fd`; resolves once it runs. */
+  /**
+   * Starts a worker on the open TUN descriptor `fd` (opened with the TUN_F `offloads`, 0 for
+   * none); resolves once it runs.
+   */
   static start(
     fd: number,
     tun: string,
     spec: DataplaneSpec,
     onFailure: (message: string) => void,
+    offloads = 0,
   ): Promise<DataplaneHandle> {
     const worker = new Worker(new URL("../dataplane/worker.ts", import.meta.url), {
       type: "module",
@@ -76,7 +80,7 @@ export class DataplaneHandle {
             break;
         }
       };
-      handle.#send({ type: "start", fd, tun, spec });
+      handle.#send({ type: "start", fd, tun, offloads, spec });
     });
   }
 

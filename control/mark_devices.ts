@@ -39,8 +39,11 @@ export function configMarks(config: ApplianceConfig): number[] {
 export class MarkDevices {
   readonly #open = new Map<number, { device: TunDevice; table: number; handedOver: boolean }>();
 
-  /** Mark devices are named after `tun`, the main device. */
-  constructor(readonly tun: string) {}
+  /**
+   * Mark devices are named after `tun`, the main device, and opened with offloads when it has
+   * them (`offloads`: its TUN_F bits), so the worker reads every device alike.
+   */
+  constructor(readonly tun: string, readonly offloads = 0) {}
 
   /**
    * Opens a device for every mark of `config` that has none yet; returns the marks it opened
@@ -52,7 +55,9 @@ export class MarkDevices {
     try {
       for (const mark of configMarks(config)) {
         if (this.#open.has(mark)) continue;
-        const device = TunDevice.open(markDeviceName(this.tun, mark));
+        const device = TunDevice.open(markDeviceName(this.tun, mark), {
+          offloads: this.offloads !== 0,
+        });
         this.#open.set(mark, { device, table: this.#freeTable(), handedOver: false });
         opened.push(mark);
       }
@@ -90,7 +95,12 @@ export class MarkDevices {
     for (const mark of [...this.#open.keys()]) if (!wanted.has(mark)) this.#open.delete(mark);
     return [...this.#open].map(([mark, entry]) => {
       entry.handedOver = true;
-      return { fd: entry.device.fd, name: entry.device.name, mark };
+      return {
+        fd: entry.device.fd,
+        name: entry.device.name,
+        mark,
+        offloads: entry.device.offloads,
+      };
     });
   }
 

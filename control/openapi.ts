@@ -547,7 +547,14 @@ const SCHEMAS: Record<string, JsonSchema> = {
       dataplane: {
         type: "object",
         additionalProperties: false,
-        properties: { tun: { type: "string", default: CONFIG_DEFAULTS.tun, maxLength: 15 } },
+        properties: {
+          tun: { type: "string", default: CONFIG_DEFAULTS.tun, maxLength: 15 },
+          offloads: {
+            type: "boolean",
+            default: CONFIG_DEFAULTS.offloads,
+            description: "Checksum and TSO/USO offloads on the TUN (read at start).",
+          },
+        },
       },
       host: {
         type: "object",

@@ -41,6 +41,8 @@ import {
   SynproxyPhase,
 } from "./synproxy/synproxy.ts";
 import { DROP } from "./verdict.ts";
+import { SPILL_PACKET_BYTES, SPILL_SLOTS } from "./forward/segmentation.ts";
+import { VnetGso, VnetHeader } from "./wire/virtio_net_hdr.ts";
 import {
   ipDst,
   ipFragmentOffset,
@@ -56,10 +58,12 @@ import {
 } from "./wire/ipv4.ts";
 import {
   parseTcp,
+  setTcpChecksum,
   TCP_ACK,
   TCP_RST,
   TCP_SYN,
   tcpAck,
+  tcpChecksum,
   tcpDstPort,
   tcpFlags,
   tcpSrcPort,
@@ -92,10 +96,21 @@ export class Engine {
   readonly synproxy: Synproxy;
   /** Packets made on the timer (`tick`): the worker writes them out, then clears it. */
   readonly outbox = new Outbox(64);
+  /**
+   * The virtio_net_hdr of the packet `process` is given (all zero on a TUN without offloads):
+   * the worker reads it in before and writes it out after; packets the engine makes get a zero
+   * one.
+   */
+  readonly vnet = new VnetHeader();
+  /**
+   * Segments a GSO packet was cut into by `process` (for a tunnel real, which no GSO type
+   * describes): the worker writes them in the packet's place, then clears it.
+   */
+  spill = new Outbox(SPILL_SLOTS, SPILL_PACKET_BYTES);
 
   /** Builds the engine for `spec`; DR packets go out through `direct`. */
   constructor(spec: DataplaneSpec, direct: DirectSender = NO_DIRECT_SENDER) {
-    this.bypass = new BypassSender(direct, this.counters);
+    this.bypass = new BypassSender(direct, this.counters, this.vnet, this.spill);
     this.conns = new ConnTable(spec.maxConnections);
     this.persistence = new Persistence(this.conns);
     this.services = new ServiceTable(spec.services);
@@ -126,6 +141,11 @@ export class Engine {
     const l4len = total - (l4 - off);
     const src = ipSrc(b, off);
     const dst = ipDst(b, off);
+    const v = this.vnet;
+    if ((v.flags | v.gsoType) !== 0 && !this.#offloadUsable(b, off, l4, proto, total)) {
+      this.counters[C.DROP_OFFLOAD]++;
+      return DROP;
+    }
 
     // A later fragment has no ports: only its first fragment's rewrite tells where it goes.
     if (ipFragmentOffset(b, off) !== 0) {
@@ -175,6 +195,27 @@ export class Engine {
       return this.#translate(b, off, l4, entry, proto, flags, total);
     }
     return this.#open(b, off, l4, proto, flags, total, src, sport, dst, dport, mark);
+  }
+
+  /**
+   * Whether the packet's virtio_net_hdr is one the engine handles: GSO only for TCP (TCPV4) and
+   * UDP (UDP_L4) with the checksum left to the kernel at the L4 header. A partial checksum
+   * anywhere else (not where a rewrite expects it) is finished here in software.
+   */
+  #offloadUsable(b: Uint8Array, off: number, l4: number, proto: number, total: number): boolean {
+    const v = this.vnet;
+    const field = proto === PROTO_TCP ? 16 : proto === PROTO_UDP ? 6 : -1;
+    const standard = v.needsCsum && v.csumStart === l4 - off && v.csumOffset === field;
+    if (v.gso !== VnetGso.NONE) {
+      return standard &&
+        (proto === PROTO_TCP ? v.gso === VnetGso.TCPV4 : v.gso === VnetGso.UDP_L4) &&
+        v.gsoSize > 0 && ipFragmentOffset(b, off) === 0 && !ipMoreFragments(b, off);
+    }
+    if (v.needsCsum && !standard) {
+      if (v.csumStart + v.csumOffset + 2 > total) return false;
+      v.finishChecksum(b, off, total);
+    }
+    return true;
   }
 
   /** A packet of no connection: opens one for a service, or answers for a SYN proxy. */
@@ -227,6 +268,8 @@ export class Engine {
     dport: number,
   ): number {
     const sp = this.synproxy;
+    // Whatever goes out from here is a segment made here, checksums finished.
+    this.vnet.clear();
     const kind = flags & (TCP_SYN | TCP_ACK | TCP_RST);
     if (kind === TCP_SYN) {
       // A TOA service's clients must leave room for the option in every segment.
@@ -304,9 +347,10 @@ export class Engine {
         return DROP;
       }
       const t = this.conns;
+      this.vnet.clear();
       let len = sp.ackToReal(b, off, id, t, sp.realTimestamp(b, l4), this.bypass.nextIpId());
       if ((t.flags[id] & ConnFlag.TOA_PENDING) !== 0) {
-        len = addToa(b, off, off + 20, len, t, id, this.counters);
+        len = addToa(b, off, off + 20, len, t, id, this.counters, this.vnet);
       }
       this.counters[C.SYNPROXY_ACKS_RESENT]++;
       return len;
@@ -328,6 +372,8 @@ export class Engine {
     const sp = this.synproxy;
     const svc = this.services.services[t.service[id]];
     const real = t.real[id];
+    // Whatever goes out from here is a segment made here, checksums finished.
+    this.vnet.clear();
     if (!reply) {
       if ((flags & TCP_RST) !== 0) {
         // The client gives up: so does the real's half-open connection.
@@ -375,7 +421,7 @@ export class Engine {
     if (svc.toa) {
       // As for any FULLNAT handshake: the real's socket is created by this ACK, so it carries TOA.
       t.flags[id] |= ConnFlag.TOA_PENDING;
-      len = addToa(b, off, off + 20, len, t, id, this.counters);
+      len = addToa(b, off, off + 20, len, t, id, this.counters, this.vnet);
     }
     this.#advance(id, svc, real, ackFlags, TcpDir.INPUT);
     this.#rearm(id);
@@ -384,6 +430,15 @@ export class Engine {
     this.counters[C.SYNPROXY_HANDSHAKES_COMPLETED]++;
     this.counters[C.FORWARDED]++;
     return len;
+  }
+
+  /**
+   * Moves the spill into `buffer` from `base` on: the buffer packets are processed in, so that
+   * segments are copied within one buffer (native memmove) rather than byte by byte.
+   */
+  spillInto(buffer: Uint8Array, base: number): void {
+    this.spill = new Outbox(SPILL_SLOTS, SPILL_PACKET_BYTES, buffer, base);
+    this.bypass.spill = this.spill;
   }
 
   /** Expires connections whose time has come; call about every 250 ms. */
@@ -535,15 +590,21 @@ export class Engine {
     const svc = this.services.services[t.service[id]];
     const real = t.real[id];
     if (reply) {
-      rewriteReply(b, off, l4, proto, flags, t, id, svc);
+      rewriteReply(b, off, l4, proto, flags, t, id, svc, this.vnet);
       svc.count1(real, RealCounter.OUT_PACKETS, 1);
       svc.count1(real, RealCounter.OUT_BYTES, total);
     } else {
-      total = rewriteRequest(b, off, l4, proto, flags, total, t, id, svc, this.counters);
+      total = rewriteRequest(b, off, l4, proto, flags, total, t, id, svc, this.counters, this.vnet);
       svc.count1(real, RealCounter.IN_PACKETS, 1);
       svc.count1(real, RealCounter.IN_BYTES, total);
     }
-    if ((t.flags[id] & ConnFlag.SYNPROXY) !== 0) this.synproxy.shift(b, l4, id, reply);
+    if ((t.flags[id] & ConnFlag.SYNPROXY) !== 0) {
+      // Sequence numbers, SACK and timestamps are TCP header bytes: a partial checksum, which
+      // the kernel finishes over them, stays as it is.
+      const check = tcpChecksum(b, l4);
+      this.synproxy.shift(b, l4, id, reply);
+      if (this.vnet.needsCsum) setTcpChecksum(b, l4, check);
+    }
     if (ipMoreFragments(b, off)) recordFirstFragment(this, b, off, id, reply, proto, total);
     if (proto === PROTO_TCP) {
       // IPVS's directions; a connection whose replies bypass us has its own input table.

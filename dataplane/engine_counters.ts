@@ -68,6 +68,10 @@ export const EngineCounter = {
   DROP_SYNPROXY_NO_ROOM: 37,
   /** Client segments dropped while the real had not answered (beyond the one held). */
   DROP_SYNPROXY_PENDING: 38,
+  /** Offloaded packets (virtio_net_hdr) of a kind the engine cannot take: GSO of ICMP, a bad header. */
+  DROP_OFFLOAD: 39,
+  /** GSO super-packets cut into segments in software (for a tunnel real). */
+  GSO_SEGMENTED: 40,
 } as const;
 
 /** Metric names of `EngineCounter`, indexed alike. */
@@ -111,4 +115,6 @@ export const ENGINE_COUNTER_NAMES: readonly string[] = [
   "synproxy_acks_resent",
   "drop_synproxy_no_room",
   "drop_synproxy_pending",
+  "drop_offload",
+  "gso_segmented",
 ];

@@ -1,13 +1,19 @@
 /**
  * A Linux TUN device opened through FFI: raw IPv4 packets in and out, in
- * batches, over one preallocated buffer.
+ * batches, over one preallocated buffer. With offloads (IFF_VNET_HDR and
+ * TUNSETOFFLOAD, see tun_offloads.ts) every packet read or written has a
+ * virtio_net_hdr in front.
  */
 import { Errno, errno, libc, size, strerror } from "./libc.ts";
 import type { Outbox } from "./outbox.ts";
+import { negotiateOffloads } from "./tun_offloads.ts";
+import { VNET_HDR_LEN } from "./wire/virtio_net_hdr.ts";
 
 const TUNSETIFF = 0x400454ca;
+const TUNSETOFFLOAD = 0x400454d0;
 const IFF_TUN = 0x0001;
 const IFF_NO_PI = 0x1000;
+const IFF_VNET_HDR = 0x4000;
 const O_RDWR = 0o2;
 const O_CLOEXEC = 0o2000000;
 const F_GETFL = 3;
@@ -16,8 +22,11 @@ const O_NONBLOCK = 0o4000;
 const POLLIN = 0x001;
 const IFNAMSIZ = 16;
 
-/** The largest IPv4 packet; one batch slot holds exactly one. */
+/** The largest IPv4 packet; one batch slot holds exactly one, after its virtio_net_hdr. */
 export const MAX_PACKET = 65535;
+
+/** Bytes of a batch slot: room for a virtio_net_hdr, then for the largest IPv4 packet. */
+export const SLOT_BYTES = VNET_HDR_LEN + MAX_PACKET;
 
 /** Why a TUN device could not be opened, in words an operator can act on. */
 export class TunError extends Error {
@@ -29,9 +38,10 @@ export class TunError extends Error {
 }
 
 /**
- * Packets of one read or write round: `count` slots of `MAX_PACKET` bytes in one
- * buffer, with each slot's length. Slot pointers are made once so the per-packet
- * FFI calls allocate nothing.
+ * Packets of one read or write round: `count` slots of `SLOT_BYTES` bytes in one
+ * buffer, with each slot's length. A slot holds what one read gives: the
+ * virtio_net_hdr (on a TUN with offloads), then the packet; the length counts both.
+ * Slot pointers are made once so the per-packet FFI calls allocate nothing.
  */
 export class PacketBatch {
   /** All slots, back to back. */
@@ -42,20 +52,27 @@ export class PacketBatch {
   count = 0;
   readonly #pointers: Deno.PointerObject[];
 
-  /** Allocates `slots` packet slots. */
-  constructor(readonly slots: number) {
-    this.buf = new Uint8Array(slots * MAX_PACKET);
+  /** Where the `extraBytes` behind the slots start in `buf`. */
+  readonly extraOffset: number;
+
+  /**
+   * Allocates `slots` packet slots, and `extraBytes` behind them for packets the engine makes
+   * from the slots' (GSO segments: copied within one buffer, they move at memmove's speed).
+   */
+  constructor(readonly slots: number, extraBytes = 0) {
+    this.extraOffset = slots * SLOT_BYTES;
+    this.buf = new Uint8Array(slots * SLOT_BYTES + extraBytes);
     this.lengths = new Int32Array(slots);
     const base = Deno.UnsafePointer.of(this.buf)!;
     this.#pointers = Array.from(
       { length: slots },
-      (_, i) => Deno.UnsafePointer.offset(base, i * MAX_PACKET)!,
+      (_, i) => Deno.UnsafePointer.offset(base, i * SLOT_BYTES)!,
     );
   }
 
   /** Byte offset of slot `i` in `buf`. */
   offset(i: number): number {
-    return i * MAX_PACKET;
+    return i * SLOT_BYTES;
   }
 
   /** Pointer to slot `i`, for FFI calls. */
@@ -70,21 +87,59 @@ export interface WriteResult {
   failed: number;
 }
 
-/** An open TUN device (IFF_TUN | IFF_NO_PI) with a non-blocking descriptor. */
+/** How `TunDevice.open` sets the device up. */
+export interface TunOptions {
+  /** Ask for IFF_VNET_HDR and offloads (default false). */
+  offloads?: boolean;
+  /** TUNSETOFFLOAD on `fd`: 0 or the errno (a seam for tests; default the ioctl). */
+  setOffload?: (fd: number, flags: number) => number;
+}
+
+/**
+ * An open TUN device (IFF_TUN | IFF_NO_PI, IFF_VNET_HDR with offloads) with a non-blocking
+ * descriptor.
+ */
 export class TunDevice {
   readonly #pollfd = new Uint8Array(8);
   #closed = false;
-  #outbox: Outbox | null = null;
-  #outboxPointers: Deno.PointerObject[] = [];
 
-  private constructor(readonly fd: number, readonly name: string) {
+  /**
+   * Wraps `fd`; `offloads` are the TUN_F bits the kernel took (0: none, and then no
+   * virtio_net_hdr in front of packets).
+   */
+  private constructor(
+    readonly fd: number,
+    readonly name: string,
+    readonly offloads: number = 0,
+  ) {
     const view = new DataView(this.#pollfd.buffer);
     view.setInt32(0, fd, true);
     view.setInt16(4, POLLIN, true);
   }
 
-  /** Creates (or fails clearly to create) the TUN interface `name`. */
-  static open(name: string): TunDevice {
+  /** Bytes of virtio_net_hdr in front of every packet read or written: 10 with offloads, else 0. */
+  get vnetHeader(): number {
+    return this.offloads === 0 ? 0 : VNET_HDR_LEN;
+  }
+
+  /**
+   * Creates (or fails clearly to create) the TUN interface `name`. With `options.offloads` it
+   * asks for the offloads the kernel takes, and falls back to none (a plain TUN) if it takes none.
+   */
+  static open(name: string, options: TunOptions = {}): TunDevice {
+    if (options.offloads) {
+      const tun = TunDevice.#open(name, true);
+      const setOffload = options.setOffload ?? setOffloadIoctl;
+      const offloads = negotiateOffloads((flags) => setOffload(tun.fd, flags));
+      if (offloads !== 0) return new TunDevice(tun.fd, name, offloads);
+      // No offloads: a header on every packet would buy nothing. Closing the descriptor removes
+      // the (non-persistent) interface, so the name is free again for a plain one.
+      tun.close();
+    }
+    return TunDevice.#open(name, false);
+  }
+
+  static #open(name: string, vnetHeader: boolean): TunDevice {
     validateInterfaceName(name);
     if (interfaceExists(name)) {
       throw new TunError(
@@ -114,7 +169,8 @@ export class TunDevice {
     }
     const ifr = new Uint8Array(40);
     ifr.set(new TextEncoder().encode(name));
-    new DataView(ifr.buffer).setInt16(IFNAMSIZ, IFF_TUN | IFF_NO_PI, true);
+    const ifrFlags = IFF_TUN | IFF_NO_PI | (vnetHeader ? IFF_VNET_HDR : 0);
+    new DataView(ifr.buffer).setInt16(IFNAMSIZ, ifrFlags, true);
     if (c.ioctl(fd, BigInt(TUNSETIFF), ifr) < 0) {
       const e = errno();
       c.close(fd);
@@ -142,9 +198,12 @@ export class TunDevice {
     return new TunDevice(fd, name);
   }
 
-  /** Wraps a descriptor opened elsewhere in this process (a worker taking over the device). */
-  static adopt(fd: number, name: string): TunDevice {
-    return new TunDevice(fd, name);
+  /**
+   * Wraps a descriptor opened elsewhere in this process (a worker taking over the device), with
+   * the `offloads` it was opened with.
+   */
+  static adopt(fd: number, name: string, offloads = 0): TunDevice {
+    return new TunDevice(fd, name, offloads);
   }
 
   /**
@@ -155,7 +214,7 @@ export class TunDevice {
     const c = libc();
     let n = 0;
     while (n < batch.slots) {
-      const r = c.read(this.fd, batch.pointer(n), size(MAX_PACKET));
+      const r = c.read(this.fd, batch.pointer(n), size(SLOT_BYTES));
       if (r < 0) {
         const e = errno();
         if (e === Errno.EAGAIN || e === Errno.EINTR) break;
@@ -168,12 +227,12 @@ export class TunDevice {
     return n;
   }
 
-  /** Writes every slot of `batch` with a non-negative length. */
-  writeBatch(batch: PacketBatch): WriteResult {
+  /** Writes every slot of `batch` from `from` up to `to` with a positive length. */
+  writeBatch(batch: PacketBatch, from = 0, to = batch.count): WriteResult {
     const c = libc();
     let written = 0;
     let failed = 0;
-    for (let i = 0; i < batch.count; i++) {
+    for (let i = from; i < to; i++) {
       const len = batch.lengths[i];
       if (len <= 0) continue;
       if (c.write(this.fd, batch.pointer(i), size(len)) === len) written++;
@@ -183,24 +242,27 @@ export class TunDevice {
   }
 
   /**
-   * Writes the packets of `outbox` (the engine's timer-made packets) and clears it. Slot
-   * pointers are made once per outbox.
+   * Writes the packets of `outbox` (packets the engine made besides its batch slots) and clears
+   * it. Slot pointers are made once per outbox, to the zero header room in front of each packet
+   * when this TUN takes a virtio_net_hdr.
    */
   writeOutbox(outbox: Outbox): WriteResult {
-    if (this.#outbox !== outbox) {
-      const base = Deno.UnsafePointer.of(outbox.buf)!;
-      this.#outboxPointers = Array.from(
+    const header = this.vnetHeader;
+    if (outbox.pointers === null || outbox.pointersHeader !== header) {
+      const base = Deno.UnsafePointer.of(outbox.buf as Uint8Array<ArrayBuffer>)!;
+      outbox.pointers = Array.from(
         { length: outbox.slots },
-        (_, i) => Deno.UnsafePointer.offset(base, outbox.offset(i))!,
+        (_, i) => Deno.UnsafePointer.offset(base, outbox.offset(i) - header)!,
       );
-      this.#outbox = outbox;
+      outbox.pointersHeader = header;
     }
+    const pointers = outbox.pointers;
     const c = libc();
     let written = 0;
     let failed = 0;
     for (let i = 0; i < outbox.count; i++) {
-      const len = outbox.lengths[i];
-      if (c.write(this.fd, this.#outboxPointers[i], size(len)) === len) written++;
+      const len = outbox.lengths[i] + header;
+      if (c.write(this.fd, pointers[i], size(len)) === len) written++;
       else failed++;
     }
     outbox.clear();
@@ -232,6 +294,12 @@ export function validateInterfaceName(name: string): void {
       Errno.EINVAL,
     );
   }
+}
+
+/** TUNSETOFFLOAD through the ioctl: 0, or the errno of its refusal. */
+function setOffloadIoctl(fd: number, flags: number): number {
+  // The argument is the flags themselves, not a pointer to them.
+  return libc().ioctlValue(fd, BigInt(TUNSETOFFLOAD), BigInt(flags)) < 0 ? errno() : 0;
 }
 
 function interfaceExists(name: string): boolean {

@@ -14,6 +14,8 @@ export interface MarkDevice {
   fd: number;
   name: string;
   mark: number;
+  /** The TUN_F offloads the device was opened with (0: no virtio_net_hdr). */
+  offloads: number;
 }
 
 /** The devices a worker reads, each with the mark its packets stand for (0: the main device). */
@@ -57,7 +59,7 @@ export class TunSet {
     const marks = [0];
     for (const w of wanted) {
       const have = this.#devices.find((d) => d !== this.main && d.fd === w.fd && d.name === w.name);
-      kept.push(have ?? TunDevice.adopt(w.fd, w.name));
+      kept.push(have ?? TunDevice.adopt(w.fd, w.name, w.offloads));
       marks.push(w.mark);
     }
     for (const d of this.#devices) if (!kept.includes(d)) d.close();

@@ -8,7 +8,9 @@ import { applyLinks, DirectRoutes, type RealLink } from "./direct_routes.ts";
 import { DROP, Engine, EngineCounter, SENT } from "./engine.ts";
 import type { DataplaneSpec } from "./service.ts";
 import { DataplaneRequests, type WorkerRequestName } from "./stats/requests.ts";
+import { SPILL_PACKET_BYTES, SPILL_SLOTS } from "./forward/segmentation.ts";
 import { strerror } from "./libc.ts";
+import { Outbox } from "./outbox.ts";
 import { PacketBatch, TunDevice } from "./tun.ts";
 import { type MarkDevice, TunSet } from "./tun_set.ts";
 
@@ -30,7 +32,7 @@ const YIELD_MS = 20;
 
 /** Messages the control plane sends a worker. */
 export type ToWorker =
-  | { type: "start"; fd: number; tun: string; spec: DataplaneSpec }
+  | { type: "start"; fd: number; tun: string; offloads: number; spec: DataplaneSpec }
   | { type: "request"; id: number; name: WorkerRequestName; params: unknown }
   | { type: "links"; links: RealLink[][] }
   /** The firewall-mark services' devices, all of them: new ones adopted, missing ones closed. */
@@ -90,10 +92,51 @@ function logDirectFailures(d: DirectRoutes, now: number): void {
   lastDirectLog = now;
 }
 
+/**
+ * Reads one batch from `dev` and forwards it: each packet through the engine as of firewall mark
+ * `mark`, then written back on `dev`. Returns how many packets were read.
+ */
+function forwardBatch(
+  dev: TunDevice,
+  mark: number,
+  batch: PacketBatch,
+  e: Engine,
+  req: DataplaneRequests,
+): number {
+  const n = dev.readBatch(batch);
+  if (n === 0) return 0;
+  const buf = batch.buf;
+  // With offloads each slot starts with the packet's virtio_net_hdr: the engine reads it from
+  // `e.vnet`, changes it with the packet, and it is written back in front of the packet.
+  const header = dev.vnetHeader;
+  const vnet = e.vnet;
+  let unwritten = 0;
+  for (let i = 0; i < n; i++) {
+    const slot = batch.offset(i);
+    if (header !== 0) vnet.read(buf, slot);
+    else vnet.clear();
+    const out = e.process(buf, slot + header, batch.lengths[i] - header, mark);
+    if (out === DROP || out === SENT) batch.lengths[i] = -1;
+    else {
+      if (header !== 0) vnet.write(buf, slot);
+      batch.lengths[i] = out + header;
+    }
+    if (e.spill.count > 0) {
+      // Segments the engine cut this packet into go out in the packet's place in the batch.
+      req.writeFailures += dev.writeBatch(batch, unwritten, i + 1).failed;
+      req.writeFailures += dev.writeOutbox(e.spill).failed;
+      unwritten = i + 1;
+    }
+  }
+  req.writeFailures += dev.writeBatch(batch, unwritten, n).failed;
+  return n;
+}
+
 async function run(devices: TunSet, e: Engine, req: DataplaneRequests): Promise<void> {
   const tun = devices.main;
-  const batch = new PacketBatch(BATCH_SLOTS);
-  const buf = batch.buf;
+  // GSO segments for tunnel reals are cut into the batch's own buffer, behind the slots.
+  const batch = new PacketBatch(BATCH_SLOTS, Outbox.bytesFor(SPILL_SLOTS, SPILL_PACKET_BYTES));
+  e.spillInto(batch.buf, batch.extraOffset);
   let lastTick = 0;
   let lastYield = performance.now();
   while (!stopping) {
@@ -111,15 +154,7 @@ async function run(devices: TunSet, e: Engine, req: DataplaneRequests): Promise<
     // A batch from each device in turn; a device's packets stand for its firewall mark.
     let read = 0;
     for (let d = 0; d < devices.count; d++) {
-      const dev = devices.device(d);
-      const mark = devices.mark(d);
-      const n = dev.readBatch(batch);
-      read += n;
-      for (let i = 0; i < n; i++) {
-        const out = e.process(buf, batch.offset(i), batch.lengths[i], mark);
-        batch.lengths[i] = out === DROP || out === SENT ? -1 : out;
-      }
-      if (n > 0) req.writeFailures += dev.writeBatch(batch).failed;
+      read += forwardBatch(devices.device(d), devices.mark(d), batch, e, req);
     }
     if (read === 0) {
       // Idle, the loop still wakes in time for the next rate sample.
@@ -139,8 +174,8 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
   switch (msg.type) {
     case "start": {
       try {
-        devices = new TunSet(TunDevice.adopt(msg.fd, msg.tun));
-        const direct = DirectRoutes.open(msg.spec);
+        devices = new TunSet(TunDevice.adopt(msg.fd, msg.tun, msg.offloads));
+        const direct = DirectRoutes.open(msg.spec, msg.offloads !== 0);
         const engine = new Engine(msg.spec, direct ?? undefined);
         running = { spec: msg.spec, engine, direct };
         requests = new DataplaneRequests(engine, {

@@ -3,14 +3,29 @@
  * frame addressed to the real's MAC. The engine does no I/O: it hands such packets to a
  * `DirectSender`, which the worker implements with a packet socket (direct_routes.ts).
  */
+import type { VnetHeader } from "../wire/virtio_net_hdr.ts";
 
 /** Sends the packets of direct-routing connections for the engine. */
 export interface DirectSender {
   /**
-   * Sends the IPv4 packet of `len` bytes at `off` in `b` to real `real` of service `service`
-   * (indexes into the engine's ServiceTable); false when it could not be sent.
+   * Whether `send` takes packets as the TUN's offloads give them (a partial checksum, a GSO
+   * super-packet, described by `vnet`) and has the kernel finish them; otherwise every packet
+   * must be complete and no larger than the link's MTU.
    */
-  send(service: number, real: number, b: Uint8Array, off: number, len: number): boolean;
+  readonly takesOffloads?: boolean;
+  /**
+   * Sends the IPv4 packet of `len` bytes at `off` in `b` to real `real` of service `service`
+   * (indexes into the engine's ServiceTable), with its virtio_net_hdr `vnet` where the sender
+   * takes offloads; false when it could not be sent.
+   */
+  send(
+    service: number,
+    real: number,
+    b: Uint8Array,
+    off: number,
+    len: number,
+    vnet?: VnetHeader,
+  ): boolean;
 }
 
 /** A sender for an engine without a packet socket (tests, no DR service): every send fails. */

@@ -7,7 +7,7 @@
  * @module
  */
 import { get16, set16, set32 } from "../wire/bytes.ts";
-import { adjust16, adjust32 } from "../wire/checksum.ts";
+import { adjust16, adjust32, adjustPartial16 } from "../wire/checksum.ts";
 import {
   ipHeaderChecksum,
   ipMoreFragments,
@@ -42,7 +42,9 @@ const MSS_FLOOR = 64 + TOA_LENGTH;
  * and fixes the data offset, the total length and both checksums. Returns the new total length,
  * or TOA_NO_ROOM, leaving the packet untouched, when the TCP header would exceed 60 bytes, the
  * packet its slot (a batch slot holds MAX_PACKET bytes, the IPv4 limit) or `b`, or when the packet
- * is a first fragment, whose later fragments' offsets would no longer fit.
+ * is a first fragment, whose later fragments' offsets would no longer fit. A `partial` checksum
+ * (NEEDS_CSUM: the pseudo-header sum, which the kernel finishes over the TCP bytes) changes by the
+ * longer TCP length only.
  */
 export function insertToa(
   b: Uint8Array,
@@ -51,6 +53,7 @@ export function insertToa(
   total: number,
   addr: number,
   port: number,
+  partial = false,
 ): number {
   const doff = tcpDataOffset(b, l4);
   const grown = total + TOA_LENGTH;
@@ -72,6 +75,13 @@ export function insertToa(
   const offsetWord = get16(b, l4 + 12);
   const newOffsetWord = offsetWord + ((TOA_LENGTH >> 2) << 12);
   let check = tcpChecksum(b, l4);
+  if (partial) {
+    set16(b, l4 + 12, newOffsetWord);
+    setTcpChecksum(b, l4, adjustPartial16(check, l4len, l4len + TOA_LENGTH));
+    setIpHeaderChecksum(b, off, adjust16(ipHeaderChecksum(b, off), total, grown));
+    setIpTotalLength(b, off, grown);
+    return grown;
+  }
   check = adjust16(check, l4len, l4len + TOA_LENGTH);
   check = adjust16(check, offsetWord, newOffsetWord);
   check = adjust32(check, 0, ((kindLen << 16) | port) >>> 0);

@@ -277,3 +277,26 @@ Deno.test({
     await lab.destroy();
   }
 });
+
+Deno.test({
+  name: "reload: dataplane.offloads cannot change under a running TUN (422, restart needed)",
+  ...opts,
+}, async () => {
+  const lab = await Lab.create("offloads");
+  try {
+    const s = await setUp(lab);
+    const config = await writeConfig(s.dir, "appliance", web(s.topo, [1, 1]));
+    await withAppliance(lab, config, async (app) => {
+      const text = await Deno.readTextFile(config);
+      await Deno.writeTextFile(config, `dataplane:\n  offloads: false\n${text}`);
+      const res = await app.request("POST", "/api/v1/config/reload", {});
+      assert.equal(res.status, 422, res.body);
+      assert.match(res.body, /dataplane\.offloads false differs from the running true/);
+      assert.match(res.body, /restart tunvs to change it/);
+      // Still forwarding as before.
+      assert.match(await probe(lab, s), /^web0[12]$/);
+    });
+  } finally {
+    await lab.destroy();
+  }
+});

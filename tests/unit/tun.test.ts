@@ -51,14 +51,14 @@ Deno.test("invalid interface names fail with a TunError that says what is allowe
   for (const name of ["abcdefghijklmno", "a", "tun-vs.0", "éééééé"]) validateInterfaceName(name);
 });
 
-Deno.test("PacketBatch slots are MAX_PACKET apart and start empty", () => {
+Deno.test("PacketBatch slots hold a virtio_net_hdr and MAX_PACKET, and start empty", () => {
   const batch = new PacketBatch(3);
-  assert.equal(batch.buf.length, 3 * 65535);
-  assert.deepEqual([0, 1, 2].map((i) => batch.offset(i)), [0, 65535, 131070]);
+  assert.equal(batch.buf.length, 3 * 65545);
+  assert.deepEqual([0, 1, 2].map((i) => batch.offset(i)), [0, 65545, 131090]);
   assert.equal(batch.count, 0);
   const base = Deno.UnsafePointer.value(Deno.UnsafePointer.of(batch.buf));
   const second = Deno.UnsafePointer.value(batch.pointer(1));
-  assert.equal(BigInt(second) - BigInt(base), 65535n);
+  assert.equal(BigInt(second) - BigInt(base), 65545n);
 });
 
 // --- the child, run inside the namespace ---------------------------------------------------------
@@ -196,6 +196,65 @@ async function roundTrip(name: string): Promise<unknown> {
   };
 }
 
+/**
+ * Opens `name` asking for offloads (refused through the seam when `refuse`), has the kernel send
+ * a UDP datagram through it and writes one back, with a virtio_net_hdr in front when offloads
+ * are on; reports what was read and received.
+ */
+async function offloadRoundTrip(name: string, refuse: boolean): Promise<unknown> {
+  const EPERM = 1;
+  const tun = TunDevice.open(name, {
+    offloads: true,
+    ...(refuse ? { setOffload: () => EPERM } : {}),
+  });
+  const header = tun.vnetHeader;
+  await ip("link", "set", "lo", "up");
+  await ip("addr", "add", `${LOCAL}/24`, "dev", name);
+  Deno.writeTextFileSync(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, "1");
+  await ip("link", "set", name, "up");
+  for (const conf of ["all", "default", name]) {
+    Deno.writeTextFileSync(`/proc/sys/net/ipv4/conf/${conf}/rp_filter`, "0");
+  }
+  const sock = Deno.listenDatagram({ transport: "udp", hostname: LOCAL, port: 0 });
+  const port = (sock.addr as Deno.NetAddr).port;
+  const receive = receiver(sock);
+  await sock.send(new TextEncoder().encode("offloaded"), {
+    transport: "udp",
+    hostname: PEER,
+    port: 9999,
+  });
+  const batch = new PacketBatch(4);
+  let read = null;
+  const deadline = Date.now() + 5_000;
+  while (read === null && Date.now() < deadline) {
+    await tun.waitReadable(500);
+    const n = tun.readBatch(batch);
+    for (let i = 0; i < n; i++) {
+      const b = batch.buf;
+      const slot = batch.offset(i);
+      const off = slot + header;
+      if (b[off] !== 0x45 || b[off + 9] !== PROTO_UDP || get16(b, off + 22) !== 9999) continue;
+      const vnet = [...b.subarray(slot, off)];
+      read = {
+        len: batch.lengths[i] - header,
+        vnet,
+        text: new TextDecoder().decode(b.subarray(off + 28, off + batch.lengths[i] - header)),
+      };
+    }
+  }
+  // Written back with an all-zero header (finished checksums, no GSO) in front.
+  const out = new PacketBatch(1);
+  const p = udpPacket(PEER, 7000, LOCAL, port, "back with a header");
+  out.buf.set(p, out.offset(0) + header);
+  out.lengths[0] = p.length + header;
+  out.count = 1;
+  const written = tun.writeBatch(out);
+  const received = await receive(3_000);
+  tun.close();
+  sock.close();
+  return { offloads: tun.offloads, header, read, written, received };
+}
+
 /** Runs one scenario inside the namespace and prints its result as JSON. */
 async function child(mode: string, name: string): Promise<void> {
   let result: unknown;
@@ -222,6 +281,10 @@ async function child(mode: string, name: string): Promise<void> {
     }
     case "roundtrip":
       result = await roundTrip(name);
+      break;
+    case "offloads":
+    case "offloads-refused":
+      result = await offloadRoundTrip(name, mode === "offloads-refused");
       break;
     default:
       throw new Error(`unknown mode ${mode}`);
@@ -309,6 +372,31 @@ Deno.test({
       assert.match((r.lo as OpenOutcome).error!.message, /already/);
       assert.deepEqual(r.afterClose, ["lo"]);
       assert.deepEqual(r.again, { opened: true });
+    }),
+});
+
+Deno.test({
+  name: "with offloads every packet has a virtio_net_hdr; refused offloads give a plain TUN",
+  ignore: !isRoot,
+  fn: () =>
+    withNamespace(async (ns) => {
+      const on = await runChild(ns, "offloads", IFNAME);
+      assert.equal(on.header, 10);
+      assert.equal((on.offloads as number) & 0x03, 0x03, "csum and tso4 taken");
+      const read = on.read as { len: number; vnet: number[]; text: string };
+      assert.equal(read.text, "offloaded");
+      assert.equal(read.vnet.length, 10);
+      // A local UDP datagram leaves its checksum to the device: NEEDS_CSUM at the UDP header.
+      assert.deepEqual([read.vnet[0] & 1, read.vnet[6], read.vnet[8]], [1, 20, 6]);
+      assert.deepEqual(on.written, { written: 1, failed: 0 });
+      assert.equal((on.received as Datagram).text, "back with a header");
+
+      const off = await runChild(ns, "offloads-refused", IFNAME);
+      assert.equal(off.offloads, 0);
+      assert.equal(off.header, 0);
+      assert.deepEqual((off.read as { vnet: number[] }).vnet, []);
+      assert.equal((off.read as { text: string }).text, "offloaded");
+      assert.equal((off.received as Datagram).text, "back with a header");
     }),
 });
 
