@@ -1,5 +1,5 @@
 /**
- * `deno task bench --quick` runs end to end and its output is well formed: the printed table, the
+ * `deno task bench --quick --only conn_table` runs end to end and its output is well formed: the printed table, the
  * JSON file with every expected key, and figures that are finite and positive. No timings are
  * asserted: the quick sizes are too small to quote.
  *
@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { formatColumns } from "../../bench/bench.ts";
-import { BENCHMARKS, DEFAULT_OUT, parseRunArgs } from "../../bench/run.ts";
+import { BENCHMARKS, chartPathFor, DEFAULT_OUT, parseRunArgs } from "../../bench/run.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 /** The sizes `--quick` runs, restated so that the test notices if they change. */
@@ -62,12 +62,12 @@ function assertSample(s: Record<string, unknown>, impl: string, n: number): void
   assert.ok((expiry.maxTickExpired as number) < n, `${what}: one tick expired everything`);
 }
 
-Deno.test("deno task bench --quick prints the table and writes well-formed JSON", async () => {
+Deno.test("deno task bench --quick --only conn_table prints the table and writes well-formed JSON", async () => {
   const dir = await Deno.makeTempDir({ prefix: "tunvs-bench-" });
   const out = `${dir}/nested/latest.json`;
   try {
     const r = await new Deno.Command(Deno.execPath(), {
-      args: ["task", "--quiet", "bench", "--quick", "--out", out],
+      args: ["task", "--quiet", "bench", "--quick", "--only", "conn_table", "--out", out],
       cwd: ROOT,
       env: { NO_COLOR: "1" },
       stdout: "piped",
@@ -118,18 +118,25 @@ Deno.test("deno task bench --quick prints the table and writes well-formed JSON"
 });
 
 Deno.test("bench flags: --quick, --only NAME, --out PATH; unknown ones are refused", () => {
-  assert.deepEqual(parseRunArgs([]), { quick: false, only: undefined, out: DEFAULT_OUT });
-  assert.ok(DEFAULT_OUT.endsWith("/bench/results/latest.json"));
-  assert.deepEqual(parseRunArgs(["--quick", "--only", "conn_table", "--out=/tmp/x.json"]), {
-    quick: true,
-    only: "conn_table",
-    out: "/tmp/x.json",
+  assert.deepEqual(parseRunArgs([]), {
+    quick: false,
+    only: undefined,
+    out: DEFAULT_OUT,
+    seconds: undefined,
   });
-  assert.deepEqual(BENCHMARKS.map((b) => b.name), ["conn_table"]);
+  assert.ok(DEFAULT_OUT.endsWith("/bench/results/latest.json"));
+  assert.deepEqual(
+    parseRunArgs(["--quick", "--only", "conn_table", "--out=/tmp/x.json", "--seconds", "3"]),
+    { quick: true, only: "conn_table", out: "/tmp/x.json", seconds: 3 },
+  );
+  assert.deepEqual(BENCHMARKS.map((b) => b.name), ["conn_table", "forwarding"]);
   assert.throws(
     () => parseRunArgs(["--only", "nope"]),
-    /unknown benchmark nope; known: conn_table/,
+    /unknown benchmark nope; known: conn_table, forwarding/,
   );
+  assert.throws(() => parseRunArgs(["--seconds", "0"]), /--seconds must be a whole number/);
+  assert.throws(() => parseRunArgs(["--seconds", "1.5"]), /--seconds must be a whole number/);
+  assert.equal(chartPathFor("/r/latest.json"), "/r/latest.png");
   assert.throws(() => parseRunArgs(["--only"]), /--only needs a value/);
   assert.throws(() => parseRunArgs(["--fast"]), /unknown argument --fast/);
 });
