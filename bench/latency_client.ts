@@ -3,7 +3,9 @@
  * TCP connection (`Connection: close`), and reports the time from `connect()` to the end of the
  * answer. Open loop: a slow answer never delays the next request (no coordinated omission), and
  * the time is taken from the moment each request actually started, so the probe's own timer
- * lateness is not charged to the path.
+ * lateness is not charged to the path. A warm-up at the same rate comes first and is not
+ * recorded: the probe's first connections pay for its JIT and the path's first ones for ARP and
+ * the forwarder's warm-up.
  *
  * Run inside the client's namespace:
  * `deno run -A bench/latency_client.ts HOST PORT RATE SECONDS` → one JSON line on stdout.
@@ -33,6 +35,9 @@ export interface LatencyResult {
 const MAX_IN_FLIGHT = 512;
 /** A request not answered in this long counts as failed. */
 const REQUEST_TIMEOUT_MS = 2_000;
+/** The warm-up: this share of the run, at most this long. */
+const WARM_UP_SHARE = 0.25;
+const WARM_UP_MAX_S = 0.5;
 
 /** The `q` quantile (0..1) of ascending `sorted` by nearest rank; 0 when empty. */
 export function quantile(sorted: readonly number[], q: number): number {
@@ -80,7 +85,8 @@ export async function probeLatency(
   const payload = new TextEncoder().encode(
     `GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
   );
-  const total = Math.max(1, Math.round(rate * seconds));
+  const warmUp = Math.round(rate * Math.min(WARM_UP_MAX_S, seconds * WARM_UP_SHARE));
+  const total = warmUp + Math.max(1, Math.round(rate * seconds));
   const times: number[] = [];
   const pending = new Set<Promise<void>>();
   let started = 0, failed = 0, skipped = 0;
@@ -89,13 +95,16 @@ export async function probeLatency(
     const due = t0 + (i * 1000) / rate;
     const wait = due - performance.now();
     if (wait > 0.5) await new Promise((r) => setTimeout(r, wait));
+    const recorded = i >= warmUp;
     if (pending.size >= MAX_IN_FLIGHT) {
-      skipped++;
+      if (recorded) skipped++;
       continue;
     }
-    started++;
+    if (recorded) started++;
     const p: Promise<void> = request(host, port, payload).then((ms) => {
-      if (ms === null) failed++;
+      if (!recorded) {
+        // Warm-up: neither counted nor timed.
+      } else if (ms === null) failed++;
       else times.push(ms);
       pending.delete(p);
     });
