@@ -293,7 +293,12 @@ async function runForwarding(options: BenchOptions): Promise<BenchOutcome> {
         topo,
         PATHS[name],
         seconds,
-        (own) => latencyRateFor(natPeak, own?.requestsPerSecond),
+        // NAT's own latency runs before its peak is stored: it is its own reference.
+        (own) =>
+          latencyRateFor(
+            name === "nat" ? own?.requestsPerSecond : natPeak,
+            own?.requestsPerSecond,
+          ),
       );
       if (name === "nat") natPeak = r.conns?.requestsPerSecond;
       results.push(r);

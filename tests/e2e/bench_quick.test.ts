@@ -80,6 +80,8 @@ Deno.test(
       const fwd = json.benchmarks.forwarding;
       assert.equal(fwd.seconds, 1);
       assert.ok(fwd.latencyRate >= 50);
+    // NAT's probe runs at half of NAT's own peak, as every path does unless it is slower.
+    assert.equal(fwd.paths.nat.latency.rate, fwd.latencyRate);
       assert.deepEqual(Object.keys(fwd.paths).sort(), [...QUICK_PATHS].sort());
       for (const [name, p] of Object.entries(fwd.paths) as [string, Record<string, unknown>][]) {
         assert.deepEqual(p.errors, [], `${name} errors`);
