@@ -9,7 +9,12 @@
  * @module
  */
 
-import { type BenchTopology, buildBenchTopology, namespacePids } from "../lab/bench_topology.ts";
+import {
+  type BenchTopology,
+  buildBenchTopology,
+  freshClientAddress,
+  namespacePids,
+} from "../lab/bench_topology.ts";
 import { IPERF3_BIN, runIperf3 } from "../lab/iperf3.ts";
 import { HAPROXY_BIN } from "../lab/haproxy.ts";
 import { Lab } from "../lab/netns.ts";
@@ -69,12 +74,16 @@ export interface LatencySample extends LatencyResult {
 export interface PathResult {
   name: PathName;
   description: string;
+  /** The client's source address during this path (each path has its own). */
+  clientAddr?: string;
   bulk1?: BulkSample;
   bulk8?: BulkSample;
   /** Absent where the path has no UDP test (HAProxy; the SYN proxy variants). */
   udp?: UdpSample;
   conns?: ConnSample;
   latency?: LatencySample;
+  /** The appliance's non-zero counters after the tests (tunvs paths). */
+  applianceCounters?: Record<string, number>;
   /** What could not be measured, and why. */
   errors: string[];
 }
@@ -211,6 +220,7 @@ async function measurePath(
   lab: Lab,
   topo: BenchTopology,
   path: ForwardingPath,
+  index: number,
   seconds: number,
   latencyRate: (own: ConnSample | undefined) => number,
 ): Promise<PathResult> {
@@ -219,6 +229,11 @@ async function measurePath(
     description: path.description,
     errors: [],
   };
+  result.clientAddr = await attempt(
+    result.errors,
+    "client address",
+    () => freshClientAddress(lab, topo, index),
+  );
   const running = await attempt(result.errors, "set-up", () => path.start(lab, topo));
   if (!running) return result;
   try {
@@ -249,6 +264,9 @@ async function measurePath(
       if (r.completed === 0) throw new Error(`no request answered at ${rate}/s`);
       return { ...r, seconds };
     });
+    if (running.counters) {
+      result.applianceCounters = await attempt(e, "counters", () => running.counters!());
+    }
   } finally {
     await attempt(result.errors, "tear-down", () => running.stop());
   }
@@ -287,11 +305,12 @@ async function runForwarding(options: BenchOptions): Promise<BenchOutcome> {
   const lab = await Lab.create("bench");
   try {
     const topo = await buildBenchTopology(lab);
-    for (const name of order) {
+    for (const [index, name] of order.entries()) {
       const r = await measurePath(
         lab,
         topo,
         PATHS[name],
+        index,
         seconds,
         // NAT's own latency runs before its peak is stored: it is its own reference.
         (own) =>

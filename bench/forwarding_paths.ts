@@ -8,7 +8,7 @@
  */
 
 import { startAppliance } from "../lab/appliance.ts";
-import { BENCH_LOCAL_ADDRESS, BENCH_PORTS, type BenchTopology } from "../lab/bench_topology.ts";
+import { BENCH_LOCAL_NET, BENCH_PORTS, type BenchTopology } from "../lab/bench_topology.ts";
 import { startHaproxy } from "../lab/haproxy.ts";
 import type { Lab } from "../lab/netns.ts";
 import { addNftDnat } from "../lab/nft_dnat.ts";
@@ -20,6 +20,8 @@ export interface RunningPath {
   /** iperf3's port (TCP and UDP). */
   iperfPort: number;
   httpPort: number;
+  /** The appliance's non-zero counters (tunvs paths only). */
+  counters?(): Promise<Record<string, number>>;
   /** Undoes the set-up. */
   stop(): Promise<void>;
 }
@@ -146,6 +148,9 @@ export function applianceConfig(
   forward: "nat" | "fullnat" | "tunnel",
   synproxy: boolean,
 ): string {
+  // Each FULLNAT path has a local address of its own, so that the real holds no TIME_WAIT
+  // socket of the other one's connections.
+  const localAddress = `${BENCH_LOCAL_NET}.${synproxy ? 2 : 1}`;
   const iperfPort = forward === "tunnel" ? BENCH_PORTS.iperfVip : BENCH_PORTS.iperf;
   const lines = ["services:"];
   const services: Array<[string, "tcp" | "udp", number]> = [
@@ -162,7 +167,7 @@ export function applianceConfig(
       "    scheduler: rr",
       `    forward: ${forward}`,
     );
-    if (forward === "fullnat") lines.push(`    local_addresses: [${BENCH_LOCAL_ADDRESS}]`);
+    if (forward === "fullnat") lines.push(`    local_addresses: [${localAddress}]`);
     if (synproxy && protocol === "tcp") lines.push("    synproxy: true");
     lines.push("    reals:", `      - { address: ${topo.realAddr}, port: ${port} }`);
   }
@@ -186,6 +191,12 @@ function tunvsPath(forward: "nat" | "fullnat" | "tunnel", synproxy: boolean): Fo
         host: topo.vip,
         iperfPort: forward === "tunnel" ? BENCH_PORTS.iperfVip : BENCH_PORTS.iperf,
         httpPort: BENCH_PORTS.http,
+        async counters() {
+          const view = await app.api("/api/v1/services") as { counters?: Record<string, number> };
+          return Object.fromEntries(
+            Object.entries(view.counters ?? {}).filter(([, v]) => typeof v === "number" && v !== 0),
+          );
+        },
         async stop() {
           const { code, stderr } = await app.stop();
           if (code !== 0) throw new Error(`appliance exited with ${code}:\n${stderr}`);

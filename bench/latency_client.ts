@@ -50,27 +50,43 @@ export function quantile(sorted: readonly number[], q: number): number {
 async function request(host: string, port: number, payload: Uint8Array): Promise<number | null> {
   const start = performance.now();
   let conn: Deno.TcpConn | undefined;
-  const timer = setTimeout(() => conn?.close(), REQUEST_TIMEOUT_MS);
+  let timedOut = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  // The deadline covers connect() too: an unanswered SYN would otherwise hang for a minute of
+  // retransmissions, past the run's time bound.
+  const deadline = new Promise<null>((resolve) => {
+    timer = setTimeout(() => {
+      timedOut = true;
+      conn?.close();
+      resolve(null);
+    }, REQUEST_TIMEOUT_MS);
+  });
+  const connecting = Deno.connect({ hostname: host, port });
+  connecting.then((c) => timedOut && c.close(), () => {});
   try {
-    conn = await Deno.connect({ hostname: host, port });
+    const c = await Promise.race([connecting, deadline]);
+    if (c === null) return null;
+    conn = c;
     let written = 0;
     while (written < payload.length) written += await conn.write(payload.subarray(written));
     const buf = new Uint8Array(4096);
     let head = "";
     while (true) {
-      const n = await conn.read(buf);
+      const n = await Promise.race([conn.read(buf), deadline]);
       if (n === null) break;
       if (head.length < 12) head += new TextDecoder().decode(buf.subarray(0, n));
     }
-    return head.startsWith("HTTP/1.1 200") ? performance.now() - start : null;
+    return !timedOut && head.startsWith("HTTP/1.1 200") ? performance.now() - start : null;
   } catch {
     return null;
   } finally {
     clearTimeout(timer);
-    try {
-      conn?.close();
-    } catch {
-      // Closed by the timeout already.
+    if (!timedOut) {
+      try {
+        conn?.close();
+      } catch {
+        // Already closed.
+      }
     }
   }
 }

@@ -22,8 +22,12 @@ export const BENCH_PORTS = {
   http: 80,
 } as const;
 
-/** FULLNAT's local address: off every subnet of the lab, so the real routes it to the director. */
-export const BENCH_LOCAL_ADDRESS = "10.10.20.1";
+/** FULLNAT's local addresses come from here: off every subnet of the lab, so the real routes
+ * them to the director. Each FULLNAT path takes its own (see {@linkcode freshClientAddress}). */
+export const BENCH_LOCAL_NET = "10.10.20";
+
+/** The client's source addresses for the paths: 192.168.1.100, .101, … (seed 000 uses .30–.35). */
+const CLIENT_ADDRESS_BASE = 100;
 
 /** What {@linkcode buildBenchTopology} made. */
 export interface BenchTopology {
@@ -57,6 +61,39 @@ export async function buildBenchTopology(lab: Lab): Promise<BenchTopology> {
     directorRole: "director",
     realPids: () => namespacePids(real.ns),
   };
+}
+
+/**
+ * Moves the client to a source address of its own for the path numbered `index`: every path then
+ * starts with no TIME_WAIT socket of an earlier path on the real. Without this, a path measured
+ * after others meets the real still holding the client's earlier tuples (a minute of TIME_WAIT),
+ * and how it copes with that depends on the order the paths ran in, not on the path alone.
+ */
+export async function freshClientAddress(
+  lab: Lab,
+  topo: BenchTopology,
+  index: number,
+): Promise<string> {
+  const addr = `192.168.1.${CLIENT_ADDRESS_BASE + index}`;
+  const role = topo.clientRole;
+  await lab.addAddress(role, "eth0", `${addr}/24`);
+  // The preferred source of both routes the client uses: to the VIP (on link) and to the real.
+  await lab.ip(
+    role,
+    "route",
+    "replace",
+    "192.168.1.0/24",
+    "dev",
+    "eth0",
+    "proto",
+    "kernel",
+    "scope",
+    "link",
+    "src",
+    addr,
+  );
+  await lab.ip(role, "route", "replace", "default", "via", topo.seed.directorAddr, "src", addr);
+  return addr;
 }
 
 /** Pids of the processes running in namespace `ns`. */

@@ -74,6 +74,8 @@ export async function runIperf3(
   role: string,
   opts: Iperf3RunOptions,
 ): Promise<Iperf3Result> {
+  // `-t 0` would run until killed: every load is bounded.
+  if (!(opts.seconds >= 1)) throw new Error(`iperf3 needs at least 1 second, not ${opts.seconds}`);
   // The lab removes its temp dirs when it is destroyed.
   const out = `${await lab.makeTempDir(`${role}-iperf3`)}/report.json`;
   const args = ["-c", opts.host, "-p", String(opts.port ?? 5201), "-t", String(opts.seconds), "-J"];

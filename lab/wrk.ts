@@ -27,6 +27,7 @@ export interface WrkOptions {
 
 /** Runs wrk in `role`'s namespace; throws when it fails or prints no rate. */
 export async function runWrk(lab: Lab, role: string, opts: WrkOptions): Promise<WrkResult> {
+  if (!(opts.seconds >= 1)) throw new Error(`wrk needs at least 1 second, not ${opts.seconds}`);
   const args = [WRK_BIN, "-t1", `-c${opts.connections}`, `-d${opts.seconds}s`, "--timeout", "2s"];
   if (opts.close) args.push("-H", "Connection: close");
   args.push(opts.url);

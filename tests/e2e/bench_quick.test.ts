@@ -80,9 +80,16 @@ Deno.test(
       const fwd = json.benchmarks.forwarding;
       assert.equal(fwd.seconds, 1);
       assert.ok(fwd.latencyRate >= 50);
-    // NAT's probe runs at half of NAT's own peak, as every path does unless it is slower.
-    assert.equal(fwd.paths.nat.latency.rate, fwd.latencyRate);
+      // NAT's probe runs at half of NAT's own peak, as every path does unless it is slower.
+      assert.equal(fwd.paths.nat.latency.rate, fwd.latencyRate);
       assert.deepEqual(Object.keys(fwd.paths).sort(), [...QUICK_PATHS].sort());
+      // Every path had a client address of its own (no TIME_WAIT carried over on the real).
+      const clients = Object.values(fwd.paths).map((p) => (p as { clientAddr: string }).clientAddr);
+      assert.equal(new Set(clients).size, QUICK_PATHS.length, `client addresses ${clients}`);
+      // The appliance's counters come with its path, and only the non-zero ones.
+      const counters = Object.values(fwd.paths.nat.applianceCounters as Record<string, number>);
+      assert.ok(counters.length > 0 && counters.every((v) => v > 0), "NAT's counters");
+      assert.equal(fwd.paths.nft.applianceCounters, undefined);
       for (const [name, p] of Object.entries(fwd.paths) as [string, Record<string, unknown>][]) {
         assert.deepEqual(p.errors, [], `${name} errors`);
         for (const key of ["bulk1", "bulk8", "conns", "latency"]) {
