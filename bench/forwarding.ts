@@ -66,6 +66,8 @@ export interface ConnSample {
 /** The latency probe's figures, and what they add over the direct path at the same rate. */
 export interface LatencySample extends LatencyResult {
   seconds: number;
+  /** Every run; the sample's own figures are those of the run with the lowest p99. */
+  runs: LatencyResult[];
   addedP50Ms?: number;
   addedP99Ms?: number;
 }
@@ -110,6 +112,10 @@ const WRK_CONNECTIONS = 32;
 const LATENCY_LOAD_SHARE = 0.5;
 /** …and at least this many requests a second (when the peak could not be measured). */
 const MIN_LATENCY_RATE = 50;
+/** Latency probe runs per path (the quick run makes one): the machine is shared, and one
+ * scheduling stall of another tenant's job moves a p99 by tens of ms; the run with the lowest
+ * p99 is the one least disturbed, and every path gets the same number of tries. */
+const LATENCY_RUNS = 2;
 /** A pause between tests so sockets of the previous one close and servers settle. */
 const SETTLE_MS = 300;
 /** The tools the lab runs; their Debian packages are in ./dev's list. */
@@ -222,6 +228,7 @@ async function measurePath(
   path: ForwardingPath,
   index: number,
   seconds: number,
+  latencyRuns: number,
   latencyRate: (own: ConnSample | undefined) => number,
 ): Promise<PathResult> {
   const result: PathResult = {
@@ -255,14 +262,18 @@ async function measurePath(
     });
     const rate = latencyRate(result.conns);
     result.latency = await attempt(e, "latency", async () => {
-      const r = await runLatencyClient(lab, topo.clientRole, {
-        host: running.host,
-        port: running.httpPort,
-        rate,
-        seconds,
-      });
-      if (r.completed === 0) throw new Error(`no request answered at ${rate}/s`);
-      return { ...r, seconds };
+      const runs: LatencyResult[] = [];
+      for (let i = 0; i < latencyRuns; i++) {
+        const r = await runLatencyClient(lab, topo.clientRole, {
+          host: running.host,
+          port: running.httpPort,
+          rate,
+          seconds,
+        });
+        if (r.completed === 0) throw new Error(`no request answered at ${rate}/s`);
+        runs.push(r);
+      }
+      return { ...bestLatencyRun(runs), seconds, runs };
     });
     if (running.counters) {
       result.applianceCounters = await attempt(e, "counters", () => running.counters!());
@@ -281,6 +292,12 @@ export function latencyRateFor(natPeak: number | undefined, ownPeak: number | un
     : MIN_LATENCY_RATE;
   const own = ownPeak !== undefined && ownPeak > 0 ? ownPeak * LATENCY_LOAD_SHARE : base;
   return Math.max(MIN_LATENCY_RATE, Math.round(Math.min(base, own)));
+}
+
+/** The run with the lowest p99 (the first of equals). */
+export function bestLatencyRun(runs: LatencyResult[]): LatencyResult {
+  if (runs.length === 0) throw new Error("no latency run");
+  return runs.reduce((best, r) => r.p99Ms < best.p99Ms ? r : best);
 }
 
 /** Fills in each path's latency above the direct path's (at the same or a lower rate). */
@@ -312,6 +329,7 @@ async function runForwarding(options: BenchOptions): Promise<BenchOutcome> {
         PATHS[name],
         index,
         seconds,
+        options.quick ? 1 : LATENCY_RUNS,
         // NAT's own latency runs before its peak is stored: it is its own reference.
         (own) =>
           latencyRateFor(

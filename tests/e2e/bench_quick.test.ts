@@ -104,6 +104,7 @@ Deno.test(
         );
         const latency = p.latency as Record<string, number>;
         assert.ok(latency.completed > 0 && latency.p50Ms <= latency.p99Ms, `${name} latency`);
+        assert.equal((p.latency as { runs: unknown[] }).runs.length, 1, `${name}: one quick run`);
       }
 
       assert.deepEqual(fwd.figures.map((f: FigureTable) => f.key), FIGURES.map((f) => f.key));

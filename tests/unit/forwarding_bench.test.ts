@@ -9,7 +9,12 @@
 import assert from "node:assert/strict";
 import { inflateSync } from "node:zlib";
 import { renderBarChart } from "../../bench/bar_chart.ts";
-import { addDirectBaseline, latencyRateFor, type PathResult } from "../../bench/forwarding.ts";
+import {
+  addDirectBaseline,
+  bestLatencyRun,
+  latencyRateFor,
+  type PathResult,
+} from "../../bench/forwarding.ts";
 import { applianceConfig, PATH_NAMES } from "../../bench/forwarding_paths.ts";
 import {
   FIGURES,
@@ -87,6 +92,19 @@ Deno.test("latency: nearest-rank quantiles; the rate is half of NAT's peak, or o
   assert.equal(latencyRateFor(8000, 3000), 1500);
   assert.equal(latencyRateFor(undefined, undefined), 50);
   assert.equal(latencyRateFor(40, 1000), 50);
+  const run = (p99Ms: number) => ({
+    rate: 1,
+    started: 1,
+    completed: 1,
+    failed: 0,
+    skipped: 0,
+    p50Ms: 1,
+    p90Ms: 1,
+    p99Ms,
+    maxMs: p99Ms,
+  });
+  assert.equal(bestLatencyRun([run(9), run(4), run(4.5)]).p99Ms, 4);
+  assert.throws(() => bestLatencyRun([]), /no latency run/);
 });
 
 /** A path result with the figures the tests need. */
@@ -116,6 +134,7 @@ function result(name: string, gbps: number, kpps: number | undefined, p99: numbe
     conns: { concurrency: 32, seconds: 1, requests: 1000, requestsPerSecond: 1000, errors: 0 },
     latency: {
       seconds: 1,
+      runs: [],
       rate: 500,
       started: 500,
       completed: 500,
