@@ -5,8 +5,9 @@
  * @module
  */
 
-/** Glyph width and height in pixels, before scaling. */
+/** Glyph width in pixels, before scaling. */
 export const GLYPH_WIDTH = 5;
+/** Glyph height in pixels, before scaling. */
 export const GLYPH_HEIGHT = 7;
 
 // Each glyph: seven rows, top to bottom, of five bits, most significant bit leftmost.

@@ -103,8 +103,9 @@ export const FULL_PATHS: readonly PathName[] = [
 ];
 /** The paths `--quick` measures: NAT and the three references. */
 export const QUICK_PATHS: readonly PathName[] = ["nat", "direct", "nft", "haproxy"];
-/** Default length of each timed test, and the quick run's. */
+/** Default length of each timed test. */
 export const DEFAULT_SECONDS = 5;
+/** Length of each timed test of the quick run. */
 export const QUICK_SECONDS = 1;
 /** Connections wrk keeps open at once in the connections-per-second test. */
 const WRK_CONNECTIONS = 32;

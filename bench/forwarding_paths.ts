@@ -53,8 +53,8 @@ export const PATH_NAMES = [
 /** A path's name. */
 export type PathName = typeof PATH_NAMES[number];
 
-/** Turns the director into a plain router for the duration of `fn`'s set-up. */
-async function withForwarding(lab: Lab, topo: BenchTopology): Promise<() => Promise<void>> {
+/** Makes the director a plain router (the lab builds it not forwarding); returns the undo. */
+async function enableForwarding(lab: Lab, topo: BenchTopology): Promise<() => Promise<void>> {
   await lab.sysctl(topo.directorRole, "net.ipv4.ip_forward", 1);
   return () => lab.sysctl(topo.directorRole, "net.ipv4.ip_forward", 0);
 }
@@ -85,7 +85,7 @@ const direct: ForwardingPath = {
   description: "plain kernel routing: the client talks to the real's own address",
   udp: true,
   async start(lab, topo) {
-    const undo = [await withForwarding(lab, topo)];
+    const undo = [await enableForwarding(lab, topo)];
     return {
       host: topo.realAddr,
       iperfPort: BENCH_PORTS.iperf,
@@ -100,7 +100,7 @@ const nft: ForwardingPath = {
   description: "kernel nftables DNAT of VIP to the real, in the director's namespace",
   udp: true,
   async start(lab, topo) {
-    const undo = [await withForwarding(lab, topo), await addLocalVip(lab, topo)];
+    const undo = [await enableForwarding(lab, topo), await addLocalVip(lab, topo)];
     undo.push(
       await addNftDnat(lab, topo.directorRole, topo.vip, topo.realAddr, [
         BENCH_PORTS.iperf,
@@ -121,7 +121,7 @@ const haproxy: ForwardingPath = {
   description: "HAProxy, TCP mode, 2 threads, listening on the VIP in the director",
   udp: false,
   async start(lab, topo) {
-    const undo = [await withForwarding(lab, topo), await addLocalVip(lab, topo)];
+    const undo = [await enableForwarding(lab, topo), await addLocalVip(lab, topo)];
     try {
       const proxy = await startHaproxy(lab, topo.directorRole, {
         vip: topo.vip,

@@ -22,8 +22,8 @@ export const BENCH_PORTS = {
   http: 80,
 } as const;
 
-/** FULLNAT's local addresses come from here: off every subnet of the lab, so the real routes
- * them to the director. Each FULLNAT path takes its own (see {@linkcode freshClientAddress}). */
+/** FULLNAT's local addresses come from this /24: off every subnet of the lab, so the real routes
+ * them to the director. Each FULLNAT path takes one of its own (bench/forwarding_paths.ts). */
 export const BENCH_LOCAL_NET = "10.10.20";
 
 /** The client's source addresses for the paths: 192.168.1.100, .101, … (seed 000 uses .30–.35). */
