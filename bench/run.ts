@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { Benchmark, TargetCheck } from "./bench.ts";
+import type { Benchmark, BenchOutcome, TargetCheck } from "./bench.ts";
 import { connTableBenchmark } from "./conn_table.ts";
 import { forwardingBenchmark } from "./forwarding.ts";
 
@@ -125,11 +125,27 @@ export async function main(args: readonly string[]): Promise<number> {
   for (const bench of BENCHMARKS) {
     if (opts.only !== undefined && bench.name !== opts.only) continue;
     const start = performance.now();
-    const outcome = await bench.run({
-      quick: opts.quick,
-      seconds: opts.seconds,
-      chartPath: chartPathFor(opts.out),
-    });
+    let outcome: BenchOutcome;
+    try {
+      outcome = await bench.run({
+        quick: opts.quick,
+        seconds: opts.seconds,
+        chartPath: chartPathFor(opts.out),
+      });
+    } catch (e) {
+      // One benchmark that cannot run (no root, a tool missing) still leaves the others' figures.
+      const message = (e as Error).message;
+      outcome = {
+        lines: [`${bench.name}: could not run: ${message}`],
+        data: { error: message },
+        targets: [{
+          description: `${bench.name} ran`,
+          measured: true,
+          pass: false,
+          detail: message,
+        }],
+      };
+    }
     const durationMs = performance.now() - start;
     for (const line of outcome.lines) console.log(line);
     console.log(`(${bench.name} took ${(durationMs / 1000).toFixed(1)} s)\n`);

@@ -8,7 +8,8 @@
 
 import assert from "node:assert/strict";
 import { formatColumns } from "../../bench/bench.ts";
-import { BENCHMARKS, chartPathFor, DEFAULT_OUT, parseRunArgs } from "../../bench/run.ts";
+import { forwardingBenchmark } from "../../bench/forwarding.ts";
+import { BENCHMARKS, chartPathFor, DEFAULT_OUT, main, parseRunArgs } from "../../bench/run.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 /** The sizes `--quick` runs, restated so that the test notices if they change. */
@@ -148,4 +149,27 @@ Deno.test("formatColumns aligns the first column left and the others right", () 
     "10k     5M/s",
     "1M    300k/s",
   ]);
+});
+
+Deno.test("a benchmark that cannot run is reported, fails the run, and leaves valid JSON", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tunvs-bench-" });
+  const original = forwardingBenchmark.run;
+  const log = console.log;
+  const printed: string[] = [];
+  forwardingBenchmark.run = () => Promise.reject(new Error("iperf3 is missing"));
+  console.log = (...args: unknown[]) => printed.push(args.join(" "));
+  try {
+    const code = await main(["--only", "forwarding", "--out", `${dir}/r.json`]);
+    assert.equal(code, 1);
+    assert.ok(printed.some((l) => l.includes("forwarding: could not run: iperf3 is missing")));
+    assert.ok(
+      printed.some((l) => /^targets: 0 of 1 measured passed — FAIL: forwarding ran/.test(l)),
+    );
+    const json = JSON.parse(await Deno.readTextFile(`${dir}/r.json`));
+    assert.equal(json.benchmarks.forwarding.error, "iperf3 is missing");
+  } finally {
+    forwardingBenchmark.run = original;
+    console.log = log;
+    await Deno.remove(dir, { recursive: true });
+  }
 });
