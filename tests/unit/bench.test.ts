@@ -1,5 +1,5 @@
 /**
- * `deno task bench --quick` runs end to end and its output is well formed: the printed table, the
+ * `deno task bench --quick --only conn_table` runs end to end and its output is well formed: the printed table, the
  * JSON file with every expected key, and figures that are finite and positive. No timings are
  * asserted: the quick sizes are too small to quote.
  *
@@ -8,7 +8,8 @@
 
 import assert from "node:assert/strict";
 import { formatColumns } from "../../bench/bench.ts";
-import { BENCHMARKS, DEFAULT_OUT, parseRunArgs } from "../../bench/run.ts";
+import { forwardingBenchmark } from "../../bench/forwarding.ts";
+import { BENCHMARKS, chartPathFor, DEFAULT_OUT, main, parseRunArgs } from "../../bench/run.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 /** The sizes `--quick` runs, restated so that the test notices if they change. */
@@ -62,12 +63,12 @@ function assertSample(s: Record<string, unknown>, impl: string, n: number): void
   assert.ok((expiry.maxTickExpired as number) < n, `${what}: one tick expired everything`);
 }
 
-Deno.test("deno task bench --quick prints the table and writes well-formed JSON", async () => {
+Deno.test("deno task bench --quick --only conn_table prints the table and writes well-formed JSON", async () => {
   const dir = await Deno.makeTempDir({ prefix: "tunvs-bench-" });
   const out = `${dir}/nested/latest.json`;
   try {
     const r = await new Deno.Command(Deno.execPath(), {
-      args: ["task", "--quiet", "bench", "--quick", "--out", out],
+      args: ["task", "--quiet", "bench", "--quick", "--only", "conn_table", "--out", out],
       cwd: ROOT,
       env: { NO_COLOR: "1" },
       stdout: "piped",
@@ -118,18 +119,25 @@ Deno.test("deno task bench --quick prints the table and writes well-formed JSON"
 });
 
 Deno.test("bench flags: --quick, --only NAME, --out PATH; unknown ones are refused", () => {
-  assert.deepEqual(parseRunArgs([]), { quick: false, only: undefined, out: DEFAULT_OUT });
-  assert.ok(DEFAULT_OUT.endsWith("/bench/results/latest.json"));
-  assert.deepEqual(parseRunArgs(["--quick", "--only", "conn_table", "--out=/tmp/x.json"]), {
-    quick: true,
-    only: "conn_table",
-    out: "/tmp/x.json",
+  assert.deepEqual(parseRunArgs([]), {
+    quick: false,
+    only: undefined,
+    out: DEFAULT_OUT,
+    seconds: undefined,
   });
-  assert.deepEqual(BENCHMARKS.map((b) => b.name), ["conn_table"]);
+  assert.ok(DEFAULT_OUT.endsWith("/bench/results/latest.json"));
+  assert.deepEqual(
+    parseRunArgs(["--quick", "--only", "conn_table", "--out=/tmp/x.json", "--seconds", "3"]),
+    { quick: true, only: "conn_table", out: "/tmp/x.json", seconds: 3 },
+  );
+  assert.deepEqual(BENCHMARKS.map((b) => b.name), ["conn_table", "forwarding"]);
   assert.throws(
     () => parseRunArgs(["--only", "nope"]),
-    /unknown benchmark nope; known: conn_table/,
+    /unknown benchmark nope; known: conn_table, forwarding/,
   );
+  assert.throws(() => parseRunArgs(["--seconds", "0"]), /--seconds must be a whole number/);
+  assert.throws(() => parseRunArgs(["--seconds", "1.5"]), /--seconds must be a whole number/);
+  assert.equal(chartPathFor("/r/latest.json"), "/r/latest.png");
   assert.throws(() => parseRunArgs(["--only"]), /--only needs a value/);
   assert.throws(() => parseRunArgs(["--fast"]), /unknown argument --fast/);
 });
@@ -141,4 +149,27 @@ Deno.test("formatColumns aligns the first column left and the others right", () 
     "10k     5M/s",
     "1M    300k/s",
   ]);
+});
+
+Deno.test("a benchmark that cannot run is reported, fails the run, and leaves valid JSON", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tunvs-bench-" });
+  const original = forwardingBenchmark.run;
+  const log = console.log;
+  const printed: string[] = [];
+  forwardingBenchmark.run = () => Promise.reject(new Error("iperf3 is missing"));
+  console.log = (...args: unknown[]) => printed.push(args.join(" "));
+  try {
+    const code = await main(["--only", "forwarding", "--out", `${dir}/r.json`]);
+    assert.equal(code, 1);
+    assert.ok(printed.some((l) => l.includes("forwarding: could not run: iperf3 is missing")));
+    assert.ok(
+      printed.some((l) => /^targets: 0 of 1 measured passed — FAIL: forwarding ran/.test(l)),
+    );
+    const json = JSON.parse(await Deno.readTextFile(`${dir}/r.json`));
+    assert.equal(json.benchmarks.forwarding.error, "iperf3 is missing");
+  } finally {
+    forwardingBenchmark.run = original;
+    console.log = log;
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -1,0 +1,105 @@
+/**
+ * The benchmark's topology: seed 000's client ─ director ─ real lab, of which one real (web01)
+ * serves every test, so that iperf3's control and data connections always meet the same server.
+ * The real is ready for every forwarding method at once: its own address for NAT, FULLNAT and the
+ * kernel peers, and the VIP on `lo` with the lab's IPIP decapsulator for the tunnel.
+ */
+import { addVipOnLoopback } from "./bypass_reals.ts";
+import { startIperf3Server } from "./iperf3.ts";
+import { startIpipDecap } from "./ipip_decap.ts";
+import type { Lab } from "./netns.ts";
+import { startNginx } from "./nginx.ts";
+import { buildSeed000, type Seed000 } from "./topology.ts";
+
+/** Ports the real serves on. */
+export const BENCH_PORTS = {
+  /** iperf3 (TCP and UDP) on every address. */
+  iperf: 5201,
+  /** iperf3 bound to the VIP: a tunnel's UDP replies must leave from the VIP, and an unbound
+   * iperf3 answers UDP from the address its route picks (the real's own). */
+  iperfVip: 5202,
+  /** nginx. */
+  http: 80,
+} as const;
+
+/** FULLNAT's local addresses come from this /24: off every subnet of the lab, so the real routes
+ * them to the director. Each FULLNAT path takes one of its own (bench/forwarding_paths.ts). */
+export const BENCH_LOCAL_NET = "10.10.20";
+
+/** The client's source addresses for the paths: 192.168.1.100, .101, … (seed 000 uses .30–.35). */
+const CLIENT_ADDRESS_BASE = 100;
+
+/** What {@linkcode buildBenchTopology} made. */
+export interface BenchTopology {
+  seed: Seed000;
+  /** Role and address of the real serving every test. */
+  realRole: string;
+  realAddr: string;
+  vip: string;
+  clientRole: string;
+  directorRole: string;
+  /** Pids of the long-running processes in the real's namespace (servers, decapsulator). */
+  realPids(): Promise<number[]>;
+}
+
+/** Builds seed 000's lab and starts iperf3, nginx and the IPIP decapsulator on web01. */
+export async function buildBenchTopology(lab: Lab): Promise<BenchTopology> {
+  const seed = await buildSeed000(lab);
+  const real = seed.reals[0];
+  await addVipOnLoopback(lab, real.name, seed.vip);
+  await lab.sysctl(real.name, "net.ipv4.conf.all.rp_filter", 0);
+  await startIpipDecap(lab, real.name);
+  await startIperf3Server(lab, real.name, BENCH_PORTS.iperf);
+  await startIperf3Server(lab, real.name, BENCH_PORTS.iperfVip, seed.vip);
+  await startNginx(lab, real.name, { port: BENCH_PORTS.http });
+  return {
+    seed,
+    realRole: real.name,
+    realAddr: real.addr,
+    vip: seed.vip,
+    clientRole: "client",
+    directorRole: "director",
+    realPids: () => namespacePids(real.ns),
+  };
+}
+
+/**
+ * Moves the client to a source address of its own for the path numbered `index`: every path then
+ * starts with no TIME_WAIT socket of an earlier path on the real. Without this, a path measured
+ * after others meets the real still holding the client's earlier tuples (a minute of TIME_WAIT),
+ * and how it copes with that depends on the order the paths ran in, not on the path alone.
+ */
+export async function freshClientAddress(
+  lab: Lab,
+  topo: BenchTopology,
+  index: number,
+): Promise<string> {
+  const addr = `192.168.1.${CLIENT_ADDRESS_BASE + index}`;
+  const role = topo.clientRole;
+  await lab.addAddress(role, "eth0", `${addr}/24`);
+  // The preferred source of both routes the client uses: to the VIP (on link) and to the real.
+  await lab.ip(
+    role,
+    "route",
+    "replace",
+    "192.168.1.0/24",
+    "dev",
+    "eth0",
+    "proto",
+    "kernel",
+    "scope",
+    "link",
+    "src",
+    addr,
+  );
+  await lab.ip(role, "route", "replace", "default", "via", topo.seed.directorAddr, "src", addr);
+  return addr;
+}
+
+/** Pids of the processes running in namespace `ns`. */
+export async function namespacePids(ns: string): Promise<number[]> {
+  const cmd = await new Deno.Command("ip", { args: ["netns", "pids", ns], stdout: "piped" })
+    .output();
+  return new TextDecoder().decode(cmd.stdout).split(/\s+/).filter((s) => /^\d+$/.test(s))
+    .map(Number);
+}
