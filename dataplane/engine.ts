@@ -402,10 +402,11 @@ export class Engine {
       this.#drop(id);
       return len;
     }
-    if (
-      (flags & (TCP_SYN | TCP_ACK)) !== (TCP_SYN | TCP_ACK) ||
-      tcpAck(b, l4) !== ((sp.clientIsn[id] + 1) >>> 0)
-    ) {
+    const ack = tcpAck(b, l4);
+    if ((flags & TCP_ACK) !== 0 && ack !== ((sp.clientIsn[id] + 1) >>> 0)) {
+      return this.#staleAck(b, off, id, ack);
+    }
+    if ((flags & (TCP_SYN | TCP_ACK)) !== (TCP_SYN | TCP_ACK)) {
       this.counters[C.DROP_NO_CONNECTION]++;
       return DROP;
     }
@@ -429,6 +430,28 @@ export class Engine {
     svc.count1(real, RealCounter.IN_BYTES, len);
     this.counters[C.SYNPROXY_HANDSHAKES_COMPLETED]++;
     this.counters[C.FORWARDED]++;
+    return len;
+  }
+
+  /**
+   * The real answered connection `id`'s SYN with an ACK of something else (`ack`), typically the
+   * ACK of an earlier connection of the same tuple it still holds in TIME_WAIT, which did not
+   * take the SYN (its timestamp or sequence number not newer than that connection's). As a TCP in
+   * SYN-SENT (RFC 9293 3.10.7.3): a RST with `ack` as its sequence number, which ends the
+   * TIME_WAIT (Linux's tcp_timewait_state_process, unless `tcp_rfc1337`), in the packet's place,
+   * and the SYN again at once in the spill, which the worker writes behind it.
+   */
+  #staleAck(b: Uint8Array, off: number, id: number, ack: number): number {
+    const t = this.conns;
+    const sp = this.synproxy;
+    this.counters[C.SYNPROXY_REAL_STALE_ACKS]++;
+    const len = sp.resetRealAt(b, off, id, t, ack, this.bypass.nextIpId());
+    const spill = this.spill;
+    if (!spill.full && spill.packetBytes >= HANDSHAKE_SEGMENT_MAX) {
+      spill.commit(sp.synToReal(spill.buf, spill.next(), id, t, this.bypass.nextIpId()));
+      this.counters[C.SYNPROXY_SYNS_RESENT]++;
+    }
+    // Otherwise the SYN goes again with the client's next segment after a second.
     return len;
   }
 

@@ -72,6 +72,11 @@ export const EngineCounter = {
   DROP_OFFLOAD: 39,
   /** GSO super-packets cut into segments in software (for a tunnel real). */
   GSO_SEGMENTED: 40,
+  /**
+   * Bare ACKs a real answered the proxy's SYN with (an earlier connection of the tuple still in
+   * its TIME_WAIT): answered with a RST that ends it and the SYN sent again at once.
+   */
+  SYNPROXY_REAL_STALE_ACKS: 41,
 } as const;
 
 /** Metric names of `EngineCounter`, indexed alike. */
@@ -117,4 +122,5 @@ export const ENGINE_COUNTER_NAMES: readonly string[] = [
   "drop_synproxy_pending",
   "drop_offload",
   "gso_segmented",
+  "synproxy_real_stale_acks",
 ];

@@ -547,8 +547,28 @@ export class Synproxy {
     if (quotedLen >= 18) setTcpChecksum(b, quotedL4, adjust32(tcpChecksum(b, quotedL4), old, seq));
   }
 
-  /** Writes at `off` a RST to the real of connection `id` (40 bytes); returns its length. */
+  /**
+   * Writes at `off` a RST to the real of connection `id` (40 bytes), for the half-open connection
+   * the proxy's SYN made there; returns its length.
+   */
   resetReal(b: Uint8Array, off: number, id: number, t: ConnTable, ipId: number): number {
+    return this.resetRealAt(b, off, id, t, (this.clientIsn[id] + 1) >>> 0, ipId);
+  }
+
+  /**
+   * Writes at `off` a RST to the real of connection `id` with sequence number `seq` and nothing
+   * else (no ACK, no options; 40 bytes); returns its length. With `seq` the acknowledgment number
+   * of a real's unacceptable ACK, it is what RFC 9293 (3.10.7.3) has a TCP in SYN-SENT answer:
+   * the real's TIME_WAIT takes a RST at exactly its `rcv_nxt` and ends.
+   */
+  resetRealAt(
+    b: Uint8Array,
+    off: number,
+    id: number,
+    t: ConnTable,
+    seq: number,
+    ipId: number,
+  ): number {
     return writeSegment(
       b,
       off,
@@ -556,7 +576,7 @@ export class Synproxy {
       t.outDst[id],
       t.outSrcPort[id],
       t.outDstPort[id],
-      (this.clientIsn[id] + 1) >>> 0,
+      seq,
       0,
       TCP_RST,
       0,

@@ -391,6 +391,102 @@ Deno.test("the real answers RST: the client is reset and no entry is left", () =
   assert.equal(counters(engine).synproxy_handshakes_failed, 1);
 });
 
+/** The packets the engine spilled (made besides the one in the slot), checksums checked; cleared. */
+function spilled(engine: Engine): Uint8Array[] {
+  const s = engine.spill;
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < s.count; i++) {
+    const p = s.buf.slice(s.offset(i), s.offset(i) + s.lengths[i]);
+    assert.equal(ipTotalLength(p, 0), s.lengths[i], "IPv4 total length");
+    assertChecksums(p, 0);
+    out.push(p);
+  }
+  s.clear();
+  return out;
+}
+
+/** The ACK of an earlier connection a real answers a SYN with from its TIME_WAIT. */
+const STALE_ACK = 0x0a0b0c0d;
+
+Deno.test("the real answers the SYN with a stale ACK (TIME_WAIT): RST at its ack, the SYN again at once", () => {
+  const engine = engineFor();
+  const [cookie, , syn] = openToReal(engine);
+  // Linux's TIME_WAIT: seq = the old snd_nxt, ack = the old rcv_nxt, the old timestamps.
+  const challenge = segment(REAL1, 8080, CLIENT, CPORT, TCP_ACK, {
+    seq: 0x7000_0001,
+    ack: STALE_ACK,
+    window: 502,
+    options: [{ nop: true }, { nop: true }, { ts: [REAL_TS - 500, CLIENT_TS + 5000] }],
+  });
+  const rst = run(engine, challenge).pkt;
+  // What a TCP in SYN-SENT answers an unacceptable ACK with: <SEQ=SEG.ACK><CTL=RST>.
+  assert.equal(rst.length, 40);
+  assert.equal(ipSrc(rst, 0), CLIENT);
+  assert.equal(ipDst(rst, 0), REAL1);
+  assert.equal(tcpSrcPort(rst, 20), CPORT);
+  assert.equal(tcpDstPort(rst, 20), 8080);
+  assert.equal(flagsOf(rst), TCP_RST);
+  assert.equal(tcpSeq(rst, 20), STALE_ACK);
+  assert.equal(tcpAck(rst, 20), 0);
+  // Behind it, without waiting for the client, the same SYN again (but for its IP ID).
+  const again = spilled(engine);
+  assert.equal(again.length, 1);
+  assert.equal(flagsOf(again[0]), TCP_SYN);
+  assert.deepEqual(again[0].subarray(12), syn.subarray(12));
+  let c = counters(engine);
+  assert.equal(c.synproxy_real_stale_acks, 1);
+  assert.equal(c.synproxy_syns_resent, 1);
+  assert.equal(c.drop_no_connection, undefined);
+  assert.equal(c.synproxy_handshakes_failed, undefined);
+  assert.equal(engine.conns.size, 1);
+  assert.equal(engine.synproxy.heldSegments.used, 1, "the request is still held");
+
+  // The TIME_WAIT is gone: the real's SYN-ACK completes the handshake, the request goes with it.
+  const done = run(engine, realSynAck(REAL_OPTIONS)).pkt;
+  assert.equal(flagsOf(done), TCP_ACK | TCP_PSH);
+  assert.equal(tcpSeq(done, 20), CLIENT_ISN + 1);
+  assert.equal(tcpAck(done, 20), REAL_ISN + 1);
+  assert.equal(payloadText(done), REQUEST);
+  assert.equal(spilled(engine).length, 0);
+  const reply = run(
+    engine,
+    segment(REAL1, 8080, CLIENT, CPORT, TCP_ACK | TCP_PSH, {
+      seq: REAL_ISN + 1,
+      ack: CLIENT_ISN + 1 + REQUEST.length,
+      options: [{ nop: true }, { nop: true }, { ts: [REAL_TS + 5, CLIENT_TS + 10] }],
+      payload: "ok",
+    }),
+  ).pkt;
+  assert.equal(ipSrc(reply, 0), VIP);
+  assert.equal(tcpSeq(reply, 20), (cookie + 1) >>> 0);
+  c = counters(engine);
+  assert.equal(c.synproxy_handshakes_completed, 1);
+  assert.equal(c.synproxy_data_released, 1);
+  assert.equal(c.synproxy_real_stale_acks, 1);
+});
+
+Deno.test("a SYN-ACK from the real acknowledging something else is answered alike", () => {
+  const engine = engineFor();
+  const [, , syn] = openToReal(engine, "");
+  const wrong = realSynAck(REAL_OPTIONS, REAL_ISN);
+  // It acknowledges 1000 bytes past the SYN: not the proxy's SYN.
+  const bad = segment(REAL1, 8080, CLIENT, CPORT, TCP_SYN | TCP_ACK, {
+    seq: REAL_ISN,
+    ack: CLIENT_ISN + 1001,
+    options: REAL_OPTIONS,
+  });
+  const rst = run(engine, bad).pkt;
+  assert.equal(flagsOf(rst), TCP_RST);
+  assert.equal(tcpSeq(rst, 20), CLIENT_ISN + 1001);
+  const again = spilled(engine);
+  assert.equal(again.length, 1);
+  assert.deepEqual(again[0].subarray(12), syn.subarray(12));
+  assert.equal(counters(engine).synproxy_real_stale_acks, 1);
+  // The right SYN-ACK still completes it.
+  assert.equal(flagsOf(run(engine, wrong).pkt), TCP_ACK);
+  assert.equal(counters(engine).synproxy_handshakes_completed, 1);
+});
+
 Deno.test("the real does not answer within the timeout: the client is reset, the entry freed", () => {
   const engine = engineFor();
   const [cookie] = openToReal(engine);
