@@ -1,6 +1,6 @@
 /**
  * The SYN proxy end to end in seed 000's NAT lab: curl and a 32 MB transfer through a synproxied
- * service, then a SYN flood from spoofed sources (hping3, bounded in time and rate) while a
+ * service, a real still holding the client's tuples in TIME_WAIT, then a SYN flood from spoofed sources (hping3, bounded in time and rate) while a
  * second client makes 100 requests — with the proxy, and without it for comparison.
  */
 import assert from "node:assert/strict";
@@ -26,6 +26,8 @@ let topo: Seed000;
 let configDir: string;
 let bigDigest: string;
 const BIG_SIZE = 32 * 1024 * 1024;
+let smallDigest: string;
+const SMALL_SIZE = 1024 * 1024;
 /** The reals' port for the flood: a server with a 1024-connection backlog. */
 const FLOOD_PORT = 8080;
 
@@ -49,8 +51,13 @@ Deno.test({ name: "synproxy: build seed 000's lab and servers", ...opts }, async
   configDir = await lab.makeTempDir("configs");
   const big = randomBytes(BIG_SIZE, 0x5a5a0007);
   bigDigest = await sha256Hex(big);
+  const small = randomBytes(SMALL_SIZE, 0x5a5a0008);
+  smallDigest = await sha256Hex(small);
   for (const real of topo.reals) {
-    await startHttpServer(lab, real.name, { port: 80, files: { "big.bin": big } });
+    await startHttpServer(lab, real.name, {
+      port: 80,
+      files: { "big.bin": big, "small.bin": small },
+    });
   }
 });
 
@@ -117,6 +124,116 @@ Deno.test({
     const view = await countersOf(app);
     assert.equal(view.counters.synproxy_handshakes_failed, 1);
     assert.equal(view.connections, 0);
+  });
+});
+
+/**
+ * HTTP/1.0 GETs of `path` from the client's address bound to each of the given ports in turn, one
+ * connection per port: the server closes first, so that it is the one left in TIME_WAIT. Prints a
+ * JSON list: per port the seconds from connect() to the end of the answer, the status line, and
+ * the body's length and SHA-256, or the error.
+ */
+const FIXED_PORT_CLIENT_PY = `
+import hashlib, json, socket, sys, time
+src, dst, path = sys.argv[1], sys.argv[2], sys.argv[4]
+out = []
+for port in [int(p) for p in sys.argv[3].split(",")]:
+    r = {"port": port}
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.settimeout(5)
+    started = time.monotonic()
+    try:
+        s.bind((src, port))
+        s.connect((dst, 80))
+        s.sendall(("GET %s HTTP/1.0\\r\\n\\r\\n" % path).encode())
+        chunks = []
+        while True:
+            d = s.recv(1 << 16)
+            if not d:
+                break
+            chunks.append(d)
+        head, _, body = b"".join(chunks).partition(b"\\r\\n\\r\\n")
+        r["status"] = head.split(b"\\r\\n")[0].decode()
+        r["length"] = len(body)
+        r["sha256"] = hashlib.sha256(body).hexdigest()
+    except Exception as e:
+        r["error"] = repr(e)
+    r["seconds"] = time.monotonic() - started
+    s.close()
+    out.append(r)
+print(json.dumps(out))
+`;
+
+interface FixedPortResult {
+  port: number;
+  seconds: number;
+  status?: string;
+  length?: number;
+  sha256?: string;
+  error?: string;
+}
+
+async function fromFixedPorts(ports: number[], dst: string, path: string) {
+  const r = await lab.exec("client", [
+    "python3",
+    "-c",
+    FIXED_PORT_CLIENT_PY,
+    topo.clientAddr,
+    dst,
+    ports.join(","),
+    path,
+  ]);
+  return JSON.parse(r.stdout) as FixedPortResult[];
+}
+
+Deno.test({
+  name: "synproxy: a real holding the client's tuple in TIME_WAIT still answers at once",
+  ...opts,
+}, async () => {
+  // The client talks to web01 straight (through the director's routing) from fixed ports; web01
+  // closes first and keeps each tuple in TIME_WAIT. Then the same ports go through the VIP. The
+  // SYN the proxy sends web01 carries the client's ISN and timestamp for the VIP, whose clocks
+  // are unrelated to those of the direct connections: web01's TIME_WAIT turns down about half of
+  // them with an ACK of the old connection. Sixteen ports, so that some surely are.
+  const ports = Array.from({ length: 16 }, (_, i) => 61_100 + i);
+  const cfg = await writeConfig(configDir, "time-wait", [{
+    vip: topo.vip,
+    scheduler: "rr",
+    settings: ["port: 80", "synproxy: true"],
+    reals: [{ address: topo.reals[0].addr, port: 80 }],
+  }]);
+  await withAppliance(lab, cfg, async (app) => {
+    const direct = await fromFixedPorts(ports, topo.reals[0].addr, "/");
+    for (const r of direct) assert.match(r.status ?? r.error ?? "", / 200 /, `direct ${r.port}`);
+    const waiting = await lab.exec("web01", ["ss", "-Htn", "state", "time-wait"]);
+    for (const port of ports) {
+      assert.ok(
+        waiting.stdout.includes(`${topo.clientAddr}:${port}`),
+        `web01 holds ${port} in TIME_WAIT:\n${waiting.stdout}`,
+      );
+    }
+    const proxied = await fromFixedPorts(ports, topo.vip, "/small.bin");
+    const c = (await countersOf(app)).counters;
+    const slowest = Math.max(...proxied.map((r) => r.seconds));
+    console.log(
+      `TIME_WAIT reuse through synproxy: ${proxied.length} connections, slowest ` +
+        `${(slowest * 1000).toFixed(0)} ms; real_stale_acks=${c.synproxy_real_stale_acks} ` +
+        `syns_resent=${c.synproxy_syns_resent} completed=${c.synproxy_handshakes_completed} ` +
+        `failed=${c.synproxy_handshakes_failed}`,
+    );
+    for (const r of proxied) {
+      assert.equal(r.error, undefined, `port ${r.port}: ${r.error}`);
+      assert.match(r.status!, / 200 /);
+      assert.equal(r.length, SMALL_SIZE, `port ${r.port}`);
+      assert.equal(r.sha256, smallDigest, `port ${r.port}`);
+      assert.ok(r.seconds < 1, `port ${r.port} took ${r.seconds.toFixed(2)} s`);
+    }
+    // Some SYNs met the TIME_WAIT (else this tested nothing), and each was reset and resent.
+    assert.ok(c.synproxy_real_stale_acks >= 1, "no SYN met a TIME_WAIT");
+    assert.equal(c.synproxy_syns_resent, c.synproxy_real_stale_acks);
+    assert.equal(c.synproxy_handshakes_completed, ports.length);
+    assert.equal(c.synproxy_handshakes_failed, 0);
   });
 });
 
