@@ -301,7 +301,7 @@ export class Engine {
       return sp.resetUnopened(b, off, l4, this.bypass.nextIpId());
     }
     t.flags[id] |= ConnFlag.SYNPROXY;
-    const len = sp.open(b, off, l4, total, id, mssIndex, t, this.bypass.nextIpId());
+    const len = sp.open(b, off, l4, total, id, mssIndex, t, this.now, this.bypass.nextIpId());
     if (len < 0) {
       this.#drop(id);
       this.counters[C.DROP_SYNPROXY_NO_ROOM]++;

@@ -10,8 +10,12 @@
  * its own, so the real's sequence numbers, and the client's acknowledgments and SACK blocks of
  * them, differ by `delta = cookie - real ISN`: real → client `seq += delta`, client → real
  * `ack -= delta` and every SACK edge `-= delta`. Timestamps likewise: the client saw the cookie
- * timestamp, so real → client `TSval += tsDelta`, client → real `TSecr -= tsDelta`. Windows are
- * rescaled where the real's window scale differs from the one the SYN-ACK announced.
+ * timestamp, so real → client `TSval += tsDelta`, client → real `TSecr -= tsDelta`. The real saw
+ * a timestamp of the proxy's clock in the SYN rather than the client's (a real still holding the
+ * tuple in TIME_WAIT from an earlier connection through this proxy then takes the SYN: see
+ * docs/synproxy.md), so client → real `TSval += realTsDelta`, real → client `TSecr -=
+ * realTsDelta`. Windows are rescaled where the real's window scale differs from the one the
+ * SYN-ACK announced.
  *
  * State per connection lives in typed arrays indexed by the connection's id (O(1), no maps);
  * the engine drives the phases (see engine.ts) and keeps the ConnTable.
@@ -144,6 +148,8 @@ export class Synproxy {
   readonly tsDelta: Uint32Array;
   /** The client's timestamp value in its first ACK. */
   readonly clientTsVal: Uint32Array;
+  /** The timestamp value of the SYN to the real (the proxy's clock) minus `clientTsVal`. */
+  readonly realTsDelta: Uint32Array;
   /** The cookie timestamp (echoed in the client's first ACK). */
   readonly ourTsVal: Uint32Array;
   /** The window field of the client's first ACK. */
@@ -160,6 +166,12 @@ export class Synproxy {
   readonly held: Int32Array;
   readonly heldSegments = new HeldSegments(HELD_SLOTS, SYNPROXY_MAX_MSS);
   readonly #opts = new HandshakeOptions();
+  /**
+   * Milliseconds since the epoch at the engine clock's 0 (`performance.now()`'s origin): the
+   * timestamps of SYNs to reals count wall-clock milliseconds, so that they keep increasing
+   * across workers and restarts. Tests set it.
+   */
+  tsClockOrigin = performance.timeOrigin;
 
   /**
    * State for up to `capacity` connections (arrays committed as they are used), `spec`'s
@@ -180,6 +192,7 @@ export class Synproxy {
     this.seqDelta = new Uint32Array(capacity);
     this.tsDelta = new Uint32Array(capacity);
     this.clientTsVal = new Uint32Array(capacity);
+    this.realTsDelta = new Uint32Array(capacity);
     this.ourTsVal = new Uint32Array(capacity);
     this.clientWindow = new Uint16Array(capacity);
     this.clientMss = new Uint16Array(capacity);
@@ -289,8 +302,8 @@ export class Synproxy {
   /**
    * Connection `id` was created for the client's ACK at `off` (`total` bytes, TCP at `l4`), whose
    * cookie carried `mssIndex`: records what the handshakes need, holds the data the ACK carried,
-   * and turns the ACK into the SYN to the real, in place. Returns its length, or -1 when `b` has
-   * no room for it.
+   * and turns the ACK into the SYN to the real, in place, its timestamp the proxy's clock at
+   * `now` (engine clock, ms). Returns its length, or -1 when `b` has no room for it.
    */
   open(
     b: Uint8Array,
@@ -300,6 +313,7 @@ export class Synproxy {
     id: number,
     mssIndex: number,
     t: ConnTable,
+    now: number,
     ipId: number,
   ): number {
     if (off + HANDSHAKE_SEGMENT_MAX > b.length) return -1;
@@ -312,6 +326,7 @@ export class Synproxy {
     this.clientWindow[id] = tcpWindow(b, l4);
     this.seqDelta[id] = 0;
     this.tsDelta[id] = 0;
+    this.realTsDelta[id] = 0;
     this.c2rShift[id] = 0;
     this.r2cShift[id] = 0;
     let bits = 0;
@@ -328,6 +343,9 @@ export class Synproxy {
       if (timestampEcn(o.tsEcr)) bits |= Opt.ECN;
       this.ourTsVal[id] = o.tsEcr;
       this.clientTsVal[id] = o.tsVal;
+      // Wall-clock milliseconds, modulo 2^32 (ToUint32 of an integer below 2^53).
+      const tsVal = Math.floor(this.tsClockOrigin + now) >>> 0;
+      this.realTsDelta[id] = (tsVal - o.tsVal) >>> 0;
     }
     this.optionBits[id] = bits;
     this.held[id] = 0;
@@ -371,7 +389,7 @@ export class Synproxy {
 
   /**
    * Writes at `off` the SYN to the real of connection `id`: the client's ISN and the options of
-   * its SYN as the cookie kept them. Returns its length.
+   * its SYN as the cookie kept them, the timestamp the proxy's (`open`). Returns its length.
    */
   synToReal(b: Uint8Array, off: number, id: number, t: ConnTable, ipId: number): number {
     const bits = this.optionBits[id];
@@ -382,7 +400,7 @@ export class Synproxy {
       (bits & Opt.WSCALE) !== 0 ? this.clientWscale[id] : -1,
       (bits & Opt.SACK) !== 0,
       (bits & Opt.TIMESTAMPS) !== 0,
-      this.clientTsVal[id],
+      (this.clientTsVal[id] + this.realTsDelta[id]) >>> 0,
       0,
     );
     // A SYN's window is never scaled: the bytes the client's ACK offered, at most 65535.
@@ -446,7 +464,8 @@ export class Synproxy {
     const bits = this.optionBits[id];
     let optionsLen = 0;
     if ((bits & Opt.TRANSLATE_TIMESTAMPS) !== 0) {
-      writeTimestamps(b, off + SEGMENT_OPTIONS_AT, false, this.clientTsVal[id], realTsVal);
+      const tsVal = (this.clientTsVal[id] + this.realTsDelta[id]) >>> 0;
+      writeTimestamps(b, off + SEGMENT_OPTIONS_AT, false, tsVal, realTsVal);
       optionsLen = 12;
     }
     let flags = TCP_ACK;
@@ -621,8 +640,14 @@ export class Synproxy {
       if (len < 2 || i + len > end) break;
       if (kind === TCP_OPT_TIMESTAMP && len === 10 && translateTs) {
         const tsDelta = this.tsDelta[id];
-        if (reply) check = replace32(b, l4, i + 2, (get32(b, i + 2) + tsDelta) >>> 0, check);
-        else check = replace32(b, l4, i + 6, (get32(b, i + 6) - tsDelta) >>> 0, check);
+        const realTsDelta = this.realTsDelta[id];
+        if (reply) {
+          check = replace32(b, l4, i + 2, (get32(b, i + 2) + tsDelta) >>> 0, check);
+          check = replace32(b, l4, i + 6, (get32(b, i + 6) - realTsDelta) >>> 0, check);
+        } else {
+          check = replace32(b, l4, i + 2, (get32(b, i + 2) + realTsDelta) >>> 0, check);
+          check = replace32(b, l4, i + 6, (get32(b, i + 6) - tsDelta) >>> 0, check);
+        }
       } else if (kind === TCP_OPT_SACK && !reply) {
         for (let e = i + 2; e + 4 <= i + len; e += 4) {
           check = replace32(b, l4, e, (get32(b, e) - delta) >>> 0, check);

@@ -135,7 +135,7 @@ Deno.test({
  */
 const FIXED_PORT_CLIENT_PY = `
 import hashlib, json, socket, sys, time
-src, dst, path = sys.argv[1], sys.argv[2], sys.argv[4]
+src, dst, path, dport = sys.argv[1], sys.argv[2], sys.argv[4], int(sys.argv[5])
 out = []
 for port in [int(p) for p in sys.argv[3].split(",")]:
     r = {"port": port}
@@ -145,7 +145,7 @@ for port in [int(p) for p in sys.argv[3].split(",")]:
     started = time.monotonic()
     try:
         s.bind((src, port))
-        s.connect((dst, 80))
+        s.connect((dst, dport))
         s.sendall(("GET %s HTTP/1.0\\r\\n\\r\\n" % path).encode())
         chunks = []
         while True:
@@ -174,7 +174,7 @@ interface FixedPortResult {
   error?: string;
 }
 
-async function fromFixedPorts(ports: number[], dst: string, path: string) {
+async function fromFixedPorts(ports: number[], dst: string, path: string, dport = 80) {
   const r = await lab.exec("client", [
     "python3",
     "-c",
@@ -183,8 +183,20 @@ async function fromFixedPorts(ports: number[], dst: string, path: string) {
     dst,
     ports.join(","),
     path,
+    String(dport),
   ]);
   return JSON.parse(r.stdout) as FixedPortResult[];
+}
+
+/** Every connection succeeded within a second and brought small.bin intact. */
+function assertQuickAndIntact(results: FixedPortResult[]): void {
+  for (const r of results) {
+    assert.equal(r.error, undefined, `port ${r.port}: ${r.error}`);
+    assert.match(r.status!, / 200 /);
+    assert.equal(r.length, SMALL_SIZE, `port ${r.port}`);
+    assert.equal(r.sha256, smallDigest, `port ${r.port}`);
+    assert.ok(r.seconds < 1, `port ${r.port} took ${r.seconds.toFixed(2)} s`);
+  }
 }
 
 Deno.test({
@@ -193,9 +205,9 @@ Deno.test({
 }, async () => {
   // The client talks to web01 straight (through the director's routing) from fixed ports; web01
   // closes first and keeps each tuple in TIME_WAIT. Then the same ports go through the VIP. The
-  // SYN the proxy sends web01 carries the client's ISN and timestamp for the VIP, whose clocks
-  // are unrelated to those of the direct connections: web01's TIME_WAIT turns down about half of
-  // them with an ACK of the old connection. Sixteen ports, so that some surely are.
+  // SYN the proxy sends web01 carries the client's ISN for the VIP and the proxy's timestamp,
+  // unrelated to the direct connections' clocks: web01's TIME_WAIT turns down about half of them
+  // with an ACK of the old connection. Sixteen ports, so that some surely are.
   const ports = Array.from({ length: 16 }, (_, i) => 61_100 + i);
   const cfg = await writeConfig(configDir, "time-wait", [{
     vip: topo.vip,
@@ -222,18 +234,52 @@ Deno.test({
         `syns_resent=${c.synproxy_syns_resent} completed=${c.synproxy_handshakes_completed} ` +
         `failed=${c.synproxy_handshakes_failed}`,
     );
-    for (const r of proxied) {
-      assert.equal(r.error, undefined, `port ${r.port}: ${r.error}`);
-      assert.match(r.status!, / 200 /);
-      assert.equal(r.length, SMALL_SIZE, `port ${r.port}`);
-      assert.equal(r.sha256, smallDigest, `port ${r.port}`);
-      assert.ok(r.seconds < 1, `port ${r.port} took ${r.seconds.toFixed(2)} s`);
-    }
+    assertQuickAndIntact(proxied);
     // Some SYNs met the TIME_WAIT (else this tested nothing), and each was reset and resent.
     assert.ok(c.synproxy_real_stale_acks >= 1, "no SYN met a TIME_WAIT");
     assert.equal(c.synproxy_syns_resent, c.synproxy_real_stale_acks);
     assert.equal(c.synproxy_handshakes_completed, ports.length);
     assert.equal(c.synproxy_handshakes_failed, 0);
+  });
+});
+
+Deno.test({
+  name: "synproxy: a TIME_WAIT left through the proxy takes the next proxied SYN at once",
+  ...opts,
+}, async () => {
+  // Two synproxied ports of the VIP lead to the same port of web01: the client's connections
+  // from one source port to either are one tuple on web01. The client's clocks for the two
+  // differ (ISN and timestamp offset are keyed by the whole four-tuple), but the SYN the proxy
+  // sends carries the proxy's clock, newer than any timestamp web01 saw through it before:
+  // web01's TIME_WAIT takes it without a stale ACK.
+  const ports = Array.from({ length: 16 }, (_, i) => 61_200 + i);
+  const cfg = await writeConfig(
+    configDir,
+    "time-wait-proxied",
+    [80, 81].map((port) => ({
+      name: `web${port}`,
+      vip: topo.vip,
+      scheduler: "rr",
+      settings: [`port: ${port}`, "synproxy: true"],
+      reals: [{ address: topo.reals[0].addr, port: 80 }],
+    })),
+  );
+  await withAppliance(lab, cfg, async (app) => {
+    assertQuickAndIntact(await fromFixedPorts(ports, topo.vip, "/small.bin", 80));
+    const waiting = await lab.exec("web01", ["ss", "-Htn", "state", "time-wait"]);
+    for (const port of ports) {
+      assert.ok(waiting.stdout.includes(`${topo.clientAddr}:${port}`), `${port} in TIME_WAIT`);
+    }
+    const again = await fromFixedPorts(ports, topo.vip, "/small.bin", 81);
+    const c = (await countersOf(app)).counters;
+    console.log(
+      `TIME_WAIT left through the proxy: ${again.length} connections, slowest ` +
+        `${(Math.max(...again.map((r) => r.seconds)) * 1000).toFixed(0)} ms; ` +
+        `real_stale_acks=${c.synproxy_real_stale_acks} completed=${c.synproxy_handshakes_completed}`,
+    );
+    assertQuickAndIntact(again);
+    assert.equal(c.synproxy_real_stale_acks, 0);
+    assert.equal(c.synproxy_handshakes_completed, 2 * ports.length);
   });
 });
 

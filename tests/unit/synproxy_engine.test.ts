@@ -41,6 +41,10 @@ const CLIENT_ISN = 0x11223344;
 const REAL_ISN = 0x55667788;
 const CLIENT_TS = 1_000_000;
 const REAL_TS = 777_777;
+/** The wall clock (ms since the epoch) at the engine clock's 0, in these tests. */
+const TS_CLOCK_ORIGIN = 1_780_000_000_000;
+/** The timestamp of the SYN to the real: the proxy's clock when the connection opens (5 s). */
+const SYN_TS = (TS_CLOCK_ORIGIN + 5_000) % 2 ** 32;
 const REQUEST = "GET /index.html HTTP/1.1\r\nHost: vip\r\n\r\n";
 
 function web(extra: Partial<ServiceSpec> = {}): ServiceSpec {
@@ -49,6 +53,7 @@ function web(extra: Partial<ServiceSpec> = {}): ServiceSpec {
 
 function engineFor(svc: ServiceSpec = web(), maxConnections = 1024): Engine {
   const e = new Engine(dataplaneSpec([svc], maxConnections));
+  e.synproxy.tsClockOrigin = TS_CLOCK_ORIGIN;
   e.now = 5_000;
   e.tick(5_000);
   return e;
@@ -119,7 +124,7 @@ function realSynAck(options: TcpOption[], isn = REAL_ISN, from = REAL1): Uint8Ar
 const REAL_OPTIONS: TcpOption[] = [
   { mss: 1460 },
   { sackOk: true },
-  { ts: [REAL_TS, CLIENT_TS + 10] },
+  { ts: [REAL_TS, SYN_TS] },
   { nop: true },
   { wscale: 9 },
 ];
@@ -199,7 +204,8 @@ Deno.test("full handshake: held data reaches the real, then both ways are transl
   assert.equal(so.mss, 1460);
   assert.equal(so.wscale, 7);
   assert.equal(so.sackOk, true);
-  assert.deepEqual(so.ts, [CLIENT_TS + 10, 0]);
+  // Its timestamp is the proxy's clock, not the client's (see "TIME_WAIT" in docs/synproxy.md).
+  assert.deepEqual(so.ts, [SYN_TS, 0]);
   assert.equal(engine.conns.size, 1);
   const entry = engine.conns.lookup(PROTO_TCP, CLIENT, CPORT, VIP, 80);
   assert.ok(entry >= 0);
@@ -214,7 +220,7 @@ Deno.test("full handshake: held data reaches the real, then both ways are transl
   assert.equal(flagsOf(done), TCP_ACK | TCP_PSH);
   assert.equal(tcpSeq(done, 20), CLIENT_ISN + 1);
   assert.equal(tcpAck(done, 20), REAL_ISN + 1);
-  assert.deepEqual(readOptions(done).ts, [CLIENT_TS + 10, REAL_TS]);
+  assert.deepEqual(readOptions(done).ts, [SYN_TS, REAL_TS]);
   assert.equal(payloadText(done), REQUEST);
   // The client's window field, scaled by the client's shift, which the real learnt from the SYN.
   assert.equal(get16(done, 34), 502);
@@ -230,7 +236,7 @@ Deno.test("full handshake: held data reaches the real, then both ways are transl
       seq: REAL_ISN + 1,
       ack: CLIENT_ISN + 1 + REQUEST.length,
       window: 100,
-      options: [{ nop: true }, { nop: true }, { ts: [REAL_TS + 5, CLIENT_TS + 10] }],
+      options: [{ nop: true }, { nop: true }, { ts: [REAL_TS + 5, SYN_TS] }],
       payload: body,
     }),
   ).pkt;
@@ -240,13 +246,14 @@ Deno.test("full handshake: held data reaches the real, then both ways are transl
   assert.equal(tcpSeq(reply, 20), (REAL_ISN + 1 + delta) >>> 0);
   assert.equal(tcpSeq(reply, 20), (cookie + 1) >>> 0);
   assert.equal(tcpAck(reply, 20), CLIENT_ISN + 1 + REQUEST.length);
+  // Its echo of the SYN's timestamp is the client's own again.
   assert.deepEqual(readOptions(reply).ts, [(REAL_TS + 5 + tsDelta) >>> 0, CLIENT_TS + 10]);
   assert.equal(readOptions(reply).ts![0], (ourTs + 5) >>> 0);
   assert.equal(get16(reply, 34), 400);
   assert.equal(payloadText(reply), body);
 
   // The client's ACK with a SACK block at an odd offset (after one NOP): ack, SACK edges and
-  // echoed timestamp moved into the real's view.
+  // both timestamps moved into the real's view.
   const sackL = (cookie + 1 + 1000) >>> 0;
   const sackR = (cookie + 1 + 2000) >>> 0;
   const ack = run(
@@ -265,7 +272,8 @@ Deno.test("full handshake: held data reaches the real, then both ways are transl
   assert.equal(tcpAck(ack, 20), REAL_ISN + 1 + body.length);
   const ao = readOptions(ack);
   assert.deepEqual(ao.sack, [[(sackL - delta) >>> 0, (sackR - delta) >>> 0]]);
-  assert.deepEqual(ao.ts, [CLIENT_TS + 20, REAL_TS + 5]);
+  // Its timestamp moves on from the SYN's as the client's does from its first ACK's.
+  assert.deepEqual(ao.ts, [SYN_TS + 10, REAL_TS + 5]);
   assert.equal(get16(ack, 34), 501, "the real scales the client's window as the client does");
 
   // FIN from the client, RST from the real: translated like any segment.
@@ -410,7 +418,7 @@ const STALE_ACK = 0x0a0b0c0d;
 
 Deno.test("the real answers the SYN with a stale ACK (TIME_WAIT): RST at its ack, the SYN again at once", () => {
   const engine = engineFor();
-  const [cookie, , syn] = openToReal(engine);
+  const [cookie, ourTs, syn] = openToReal(engine);
   // Linux's TIME_WAIT: seq = the old snd_nxt, ack = the old rcv_nxt, the old timestamps.
   const challenge = segment(REAL1, 8080, CLIENT, CPORT, TCP_ACK, {
     seq: 0x7000_0001,
@@ -453,12 +461,25 @@ Deno.test("the real answers the SYN with a stale ACK (TIME_WAIT): RST at its ack
     segment(REAL1, 8080, CLIENT, CPORT, TCP_ACK | TCP_PSH, {
       seq: REAL_ISN + 1,
       ack: CLIENT_ISN + 1 + REQUEST.length,
-      options: [{ nop: true }, { nop: true }, { ts: [REAL_TS + 5, CLIENT_TS + 10] }],
+      options: [{ nop: true }, { nop: true }, { ts: [REAL_TS + 5, SYN_TS] }],
       payload: "ok",
     }),
   ).pkt;
   assert.equal(ipSrc(reply, 0), VIP);
   assert.equal(tcpSeq(reply, 20), (cookie + 1) >>> 0);
+  assert.deepEqual(readOptions(reply).ts, [(ourTs + 5) >>> 0, CLIENT_TS + 10]);
+  // The client's timestamps at an odd offset (behind one NOP) reach the real translated.
+  const next = run(
+    engine,
+    segment(CLIENT, CPORT, VIP, 80, TCP_ACK, {
+      seq: CLIENT_ISN + 1 + REQUEST.length,
+      ack: cookie + 3,
+      options: [{ nop: true }, { ts: [CLIENT_TS + 30, ourTs + 5] }, { nop: true }],
+    }),
+  ).pkt;
+  const no = readOptions(next);
+  assert.deepEqual(no.kinds, [1, 8, 1]);
+  assert.deepEqual(no.ts, [SYN_TS + 20, REAL_TS + 5]);
   c = counters(engine);
   assert.equal(c.synproxy_handshakes_completed, 1);
   assert.equal(c.synproxy_data_released, 1);
