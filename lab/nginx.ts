@@ -3,8 +3,8 @@
  * `/`, its configuration, pid file and temp paths in a lab temp dir (never the host's /etc or
  * /var), run in the foreground so the lab stops it with its namespace.
  */
-import { type Lab, OutputCollector } from "./netns.ts";
-import { type LabServer, serverHandle, waitForTcp, waitReady } from "./servers.ts";
+import type { Lab } from "./netns.ts";
+import { type LabServer, startTcpServerProcess } from "./servers.ts";
 
 /** Options for {@linkcode startNginx}. */
 export interface NginxOptions {
@@ -51,20 +51,12 @@ export async function startNginx(lab: Lab, role: string, opts: NginxOptions): Pr
   const dir = await lab.makeTempDir(`${role}-nginx`);
   await Deno.writeTextFile(`${dir}/nginx.conf`, nginxConfig(dir, opts));
   // -e: the compiled-in error log (/var/log/nginx) is opened before the config is read.
-  const child = lab.spawn(
-    role,
-    [NGINX_BIN, "-p", dir, "-e", `${dir}/error.log`, "-c", `${dir}/nginx.conf`],
-    { stdout: "null", stderr: "piped" },
-  );
-  const stderr = new OutputCollector(child.stderr, 64 << 10);
-  const server = serverHandle(role, opts.port, child, stderr);
-  await waitReady(
+  return await startTcpServerProcess(
     lab,
     role,
-    child,
-    stderr,
+    [NGINX_BIN, "-p", dir, "-e", `${dir}/error.log`, "-c", `${dir}/nginx.conf`],
+    opts.port,
     "nginx",
-    () => waitForTcp(lab, role, "127.0.0.1", opts.port, 300).then(() => true, () => false),
+    300,
   );
-  return server;
 }

@@ -148,6 +148,32 @@ export function serverHandle(
 }
 
 /**
+ * Spawns `cmd` in `role`'s namespace as a TCP server on `port` and waits until it accepts
+ * connections on 127.0.0.1 there (polling every `pollMs`); throws with its stderr if it does not.
+ */
+export async function startTcpServerProcess(
+  lab: Lab,
+  role: string,
+  cmd: string[],
+  port: number,
+  what: string,
+  pollMs = 200,
+): Promise<LabServer> {
+  const child = lab.spawn(role, cmd, { stdout: "null", stderr: "piped" });
+  const stderr = new OutputCollector(child.stderr, 64 << 10);
+  const server = serverHandle(role, port, child, stderr);
+  await waitReady(
+    lab,
+    role,
+    child,
+    stderr,
+    what,
+    () => waitForTcp(lab, role, "127.0.0.1", port, pollMs).then(() => true, () => false),
+  );
+  return server;
+}
+
+/**
  * Starts a static HTTP server (Python http.server semantics) on 0.0.0.0:`port` in `role`'s
  * namespace and waits until it accepts connections there. Its document root is a lab temp dir.
  */
@@ -166,21 +192,8 @@ export async function startHttpServer(
     if (typeof content === "string") await Deno.writeTextFile(target, content);
     else await Deno.writeFile(target, content);
   }
-  const child = lab.spawn(role, [python(), "-c", HTTP_SERVER_PY, String(opts.port), dir], {
-    stdout: "null",
-    stderr: "piped",
-  });
-  const stderr = new OutputCollector(child.stderr, 64 << 10);
-  const server = serverHandle(role, opts.port, child, stderr);
-  await waitReady(
-    lab,
-    role,
-    child,
-    stderr,
-    "http server",
-    () => waitForTcp(lab, role, "127.0.0.1", opts.port, 200).then(() => true, () => false),
-  );
-  return server;
+  const cmd = [python(), "-c", HTTP_SERVER_PY, String(opts.port), dir];
+  return await startTcpServerProcess(lab, role, cmd, opts.port, "http server");
 }
 
 /** What a health endpoint of {@linkcode startHealthEndpointServer} answers. */
@@ -256,20 +269,12 @@ export async function startHealthEndpointServer(
 ): Promise<HealthEndpointServer> {
   const controlDir = opts.controlDir ?? await lab.makeTempDir(`${role}-health${opts.port}`);
   const body = opts.body ?? `${role} ${await primaryAddress(lab, role)}\n`;
-  const child = lab.spawn(
-    role,
-    [python(), "-c", HEALTH_ENDPOINT_PY, String(opts.port), body, controlDir],
-    { stdout: "null", stderr: "piped" },
-  );
-  const stderr = new OutputCollector(child.stderr, 64 << 10);
-  const server = serverHandle(role, opts.port, child, stderr);
-  await waitReady(
+  const server = await startTcpServerProcess(
     lab,
     role,
-    child,
-    stderr,
+    [python(), "-c", HEALTH_ENDPOINT_PY, String(opts.port), body, controlDir],
+    opts.port,
     "health endpoint server",
-    () => waitForTcp(lab, role, "127.0.0.1", opts.port, 200).then(() => true, () => false),
   );
   const setMode = async (endpoint: string, mode: HealthEndpointMode) => {
     if (!/^[a-z0-9_-]+$/.test(endpoint)) throw new Error(`bad endpoint name ${endpoint}`);
