@@ -467,3 +467,72 @@ Deno.test("every seed ipvsadm line, in order, against the real admin app", async
     await fixture.cleanup();
   }
 });
+
+Deno.test("seed 000's ipvsadm.service: ipvsadm-save -n, ipvsadm -C, ipvsadm-restore (scripts/)", async () => {
+  const fixture = await adminFixture(
+    "services:\n  - { name: tcp-192.168.1.31-80, vip: 192.168.1.31, port: 80, scheduler: wlc, forward: nat,\n" +
+      "      reals: [{ address: 10.10.10.11, port: 80 }, { address: 10.10.10.12, port: 80 }] }\n",
+  );
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    fixture.app.fetch,
+  );
+  const root = new URL("../..", import.meta.url).pathname;
+  const run = async (script: string, args: string[], stdin = "") => {
+    const child = new Deno.Command(`${root}/scripts/${script}`, {
+      args,
+      env: {
+        NO_COLOR: "1",
+        DENO: Deno.execPath(),
+        TUNVS_ADMIN: `http://127.0.0.1:${server.addr.port}`,
+      },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(stdin));
+    await writer.close();
+    const out = await child.output();
+    const text = (b: Uint8Array) => new TextDecoder().decode(b);
+    return [out.code, text(out.stdout), text(out.stderr)];
+  };
+  try {
+    const rules = "-A -t 192.168.1.31:80 -s wlc\n" +
+      "-a -t 192.168.1.31:80 -r 10.10.10.11:80 -m -w 1\n" +
+      "-a -t 192.168.1.31:80 -r 10.10.10.12:80 -m -w 1\n";
+    // ExecStop: ipvsadm-save -n > /etc/sysconfig/ipvsadm (000:497, 000:508), then ipvsadm -C.
+    assert.deepEqual(await run("ipvsadm-save", ["-n"]), [0, rules, ""]);
+    const before = structuredClone(fixture.running.config.services);
+    assert.deepEqual(await run("ipvsadm", ["-C"]), [0, "", ""]);
+    assert.equal(fixture.running.config.services.length, 0);
+    // ExecStart: ipvsadm-restore < /etc/sysconfig/ipvsadm (000:496); comment lines are dropped.
+    assert.deepEqual(await run("ipvsadm-restore", [], `# saved by ipvsadm-save\n${rules}`), [
+      0,
+      "",
+      "",
+    ]);
+    assert.deepEqual(fixture.running.config.services, before);
+    // Restoring over existing rules replaces them (the script clears first), in one change: a
+    // bad line leaves them as they were.
+    assert.deepEqual(await run("ipvsadm-restore", [], rules), [0, "", ""]);
+    assert.deepEqual(fixture.running.config.services, before);
+    const [code, , err] = await run(
+      "ipvsadm-restore",
+      [],
+      "-A -t 10.0.0.1:80\n-a -t 10.0.0.9:80 -r 10.0.1.1\n",
+    );
+    assert.deepEqual([code, err], [255, "restore: line 3: Service not defined\n"]);
+    assert.deepEqual(fixture.running.config.services, before);
+    // Upstream's usage for anything but -n.
+    assert.deepEqual(await run("ipvsadm-save", ["-x"]), [
+      1,
+      "",
+      "ipvsadm-save: Script to save the IPVS table to stdout.\n" +
+      "   With the -n option, prints out the table in numeric format.\n",
+    ]);
+  } finally {
+    await server.shutdown();
+    await fixture.cleanup();
+  }
+});
