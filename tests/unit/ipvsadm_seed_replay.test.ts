@@ -249,6 +249,14 @@ const STEPS: Step[] = [
   { at: "002:63 again", line: "-d -t 192.168.1.100:80 -r 192.168.1.11" },
   { at: "002:64", line: "-C" },
   { at: "002:65", line: "-Ln", out: lines(...HEADER) },
+  // The table's "-x disables a server (weight 0)" example: -x is the upper threshold and takes a
+  // number, so popt refuses the line, as upstream's does.
+  {
+    at: "002:90 (a table cell)",
+    line: "-e -r 192.168.1.11 -x",
+    code: 255,
+    out: "-x: missing argument\n",
+  },
   {
     at: "002:91",
     line: "-L --stats",
