@@ -272,7 +272,12 @@ Deno.test({
       ...[[rs1.addr, 3], [rs2.addr, 1]].sort().map(([a, w]) => row(a as string, w as number)),
       "",
     ]);
-    assert.match(await ipvsadm("-Ln --tun-info"), / Tunnel  ipip          3 /);
+    // --tun-info: upstream's `  -> %-28s %-7s %-13s %-6d %-10u %-10u`.
+    assert.ok(
+      (await ipvsadm("-Ln --tun-info")).includes(
+        `  -> ${`${rs1.addr}:80`.padEnd(28)} Tunnel  ${"ipip".padEnd(13)} 3      0          0`,
+      ),
+    );
     const answers = await whoAnswers(lab, "client", `http://${topo.vip}/`, 8);
     assert.equal(answers.filter((a) => a === rs1.name).length, 6, answers.join(" "));
     assert.equal(answers.filter((a) => a === rs2.name).length, 2, answers.join(" "));
