@@ -465,7 +465,15 @@ function words(text: string): string[] {
   return text.split("\n").map((l) => l.trim().split(/\s+/).join(" ")).filter((l) => l !== "");
 }
 
-const SEEDS = "/work/shared/seeds";
+/** The seeds: shared/ beside the checkout (as CI lays it), else the workplace's. */
+const SEEDS = [new URL("../../../shared/seeds", import.meta.url).pathname, "/work/shared/seeds"]
+  .find((dir) => {
+    try {
+      return Deno.statSync(dir).isDirectory;
+    } catch {
+      return false;
+    }
+  }) ?? "/work/shared/seeds";
 
 /** The seed's text for "NNN:LINE", or null when the seeds are not on this machine. */
 async function seedLine(at: string): Promise<string | null> {
