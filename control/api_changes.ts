@@ -163,8 +163,12 @@ export function registerChangeRoutes(app: Hono, source: AdminSource): void {
     const running = source.running;
     c.header("ETag", etag(running.version));
     const format = c.req.query("format") ?? "json";
+    const view = c.req.query("view") ?? "file";
+    if (view !== "file" && view !== "effective") return fail("view", "must be file or effective");
     if (format === "yaml") {
-      return c.body(running.text, 200, { "Content-Type": "application/yaml; charset=utf-8" });
+      // The file as applied (comments kept), or what runs with every default filled in.
+      const text = view === "file" ? running.text : stringify(running.config);
+      return c.body(text, 200, { "Content-Type": "application/yaml; charset=utf-8" });
     }
     if (format !== "json") return fail("format", "must be json or yaml");
     return c.json({ version: running.version, config: running.raw(), effective: running.config });

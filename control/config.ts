@@ -985,13 +985,10 @@ function semanticIssues(raw: unknown): RawIssue[] {
     fwmarkIssues(svc, i, marks, issues);
     const own = svc.local_addresses;
     if (svc.forward === "fullnat") {
+      // No local address (yet) is allowed, as in DPVS, where the reals are added first and the
+      // local addresses after them (seed 004): until one exists, new connections are dropped
+      // (no_local_port).
       if (Array.isArray(own)) checkPool(own, ["services", i, "local_addresses"]);
-      if ((Array.isArray(own) ? own : globalPool).length === 0) {
-        issues.push({
-          path: ["services", i, "forward"],
-          message: "fullnat needs local addresses: set local_addresses here or globally",
-        });
-      }
     } else if (own !== undefined) {
       issues.push({
         path: ["services", i, "local_addresses"],

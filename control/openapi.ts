@@ -1354,6 +1354,12 @@ export const OPENAPI: OpenApiDocument = {
           in: "query",
           description: "json (default): as data; yaml: appliance.yaml's text, comments kept.",
           schema: { type: "string", enum: ["json", "yaml"], default: "json" },
+        }, {
+          name: "view",
+          in: "query",
+          description: "With format=yaml: file (default), appliance.yaml's text as applied; " +
+            "effective, what runs with every default filled in (the JSON's effective, as YAML).",
+          schema: { type: "string", enum: ["file", "effective"], default: "file" },
         }],
         responses: {
           "200": {

@@ -214,9 +214,6 @@ export class Service implements RealSet {
       throw new RangeError(`unknown forwarding method ${spec.forward}`);
     }
     this.localAddresses = Uint32Array.from(spec.localAddresses ?? []);
-    if (this.forwardKind === Forward.FULLNAT && this.localAddresses.length === 0) {
-      throw new RangeError(`service ${spec.name}: FULLNAT needs local addresses`);
-    }
     this.tunnelSource = Uint32Array.from(reals, (r) => r.tunnelSource ?? 0);
     const tunnel = this.forwardKind === Forward.TUNNEL;
     this.mtu = Int32Array.from(reals, (r) => r.mtu ?? (tunnel ? DEFAULT_TUNNEL_MTU : 0));

@@ -5,6 +5,7 @@
  * Their kernel has no `tunl0` here: the lab's decapsulator stands in for it.
  */
 import assert from "node:assert/strict";
+import { REPO_ROOT } from "../../lab/appliance.ts";
 import { startBoundUdpEcho } from "../../lab/bypass_reals.ts";
 import { Lab } from "../../lab/netns.ts";
 import { startHttpServer, udpRequest } from "../../lab/servers.ts";
@@ -102,13 +103,17 @@ Deno.test({ name: "seed 003: build the routed tunnel topology", ...opts }, async
       stdout: "piped",
       stderr: "inherit",
     });
+    // Read up to "ready", then keep draining: closing the pipe could reach the sink before its
+    // print's write (EPIPE killed it, and the upload test found no sink).
     const reader = sink.stdout.getReader();
-    assert.match(new TextDecoder().decode((await reader.read()).value), /ready/);
-    // Drained to the end, not cancelled: print may still be writing the line's newline, and a
-    // closed pipe would kill the sink with EPIPE (the next test then met ECONNREFUSED).
-    (async () => {
-      while (!(await reader.read()).done) { /* discard */ }
-    })().catch(() => {});
+    let said = "";
+    while (!said.includes("ready\n")) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, `the sink on ${real.name} exited: ${said}`);
+      said += new TextDecoder().decode(value);
+    }
+    reader.releaseLock();
+    sink.stdout.pipeTo(new WritableStream()).catch(() => {});
   }
   const reals = topo.reals.map((r) => ({ address: r.addr }));
   config = await writeConfig(await lab.makeTempDir("configs"), "tunnel", [
@@ -235,6 +240,54 @@ Deno.test({
     assert.ok(view.counters.frag_needed_sent >= 1, JSON.stringify(view.counters));
     const route = await lab.exec("client", ["ip", "route", "get", topo.vip]);
     assert.match(route.stdout, /mtu 1480/);
+  });
+});
+
+Deno.test({
+  name:
+    "seed 003: Dserver.sh's ipvsadm lines with -i (tunnel) build the service on a live appliance",
+  ...opts,
+}, async () => {
+  const empty = `${await lab.makeTempDir("configs")}/empty.yaml`;
+  await Deno.writeTextFile(empty, "services: []\n");
+  await withAppliance(lab, empty, async (app) => {
+    const ipvsadm = async (line: string) => {
+      const r = await lab.exec(
+        "director",
+        [Deno.execPath(), "run", "-A", `${REPO_ROOT}/mod.ts`, "ipvsadm", ...line.split(" ")],
+        { allowFail: true, cwd: REPO_ROOT, env: { NO_COLOR: "1", TUNVS_ADMIN: app.admin } },
+      );
+      assert.equal(r.code, 0, `ipvsadm ${line}: exit ${r.code}\n${r.stderr}`);
+      assert.equal(r.stderr, "", `ipvsadm ${line}`);
+      return r.stdout;
+    };
+    const [rs1, rs2] = topo.reals;
+    // 003:86-89 ($ipv -C; -A -t $vip:80 -s wrr; -a … -r $rs1:80 -g -w 3; … $rs2:80 -g -w 1),
+    // forwarding by -i over this lab's routed tunnel.
+    for (
+      const line of [
+        "-C",
+        `-A -t ${topo.vip}:80 -s wrr`,
+        `-a -t ${topo.vip}:80 -r ${rs1.addr}:80 -i -w 3`,
+        `-a -t ${topo.vip}:80 -r ${rs2.addr}:80 -i -w 1`,
+      ]
+    ) await ipvsadm(line);
+    const row = (addr: string, weight: number) =>
+      `  -> ${`${addr}:80`.padEnd(28)} Tunnel  ${String(weight).padEnd(6)} 0          0         `;
+    assert.deepEqual((await ipvsadm("-Ln")).split("\n").slice(3), [
+      `TCP  ${topo.vip}:80 wrr`,
+      ...[[rs1.addr, 3], [rs2.addr, 1]].sort().map(([a, w]) => row(a as string, w as number)),
+      "",
+    ]);
+    // --tun-info: upstream's `  -> %-28s %-7s %-13s %-6d %-10u %-10u`.
+    assert.ok(
+      (await ipvsadm("-Ln --tun-info")).includes(
+        `  -> ${`${rs1.addr}:80`.padEnd(28)} Tunnel  ${"ipip".padEnd(13)} 3      0          0`,
+      ),
+    );
+    const answers = await whoAnswers(lab, "client", `http://${topo.vip}/`, 8);
+    assert.equal(answers.filter((a) => a === rs1.name).length, 6, answers.join(" "));
+    assert.equal(answers.filter((a) => a === rs2.name).length, 2, answers.join(" "));
   });
 });
 

@@ -4,6 +4,7 @@
  * 10.0.3.1 with a local port, and replies come back to the client from VIP:80.
  */
 import assert from "node:assert/strict";
+import { REPO_ROOT } from "../../lab/appliance.ts";
 import { Lab } from "../../lab/netns.ts";
 import { startHttpServer } from "../../lab/servers.ts";
 import { buildSeed004, type Seed004 } from "../../lab/topology.ts";
@@ -76,6 +77,59 @@ Deno.test({ name: "seed 004: 64 MB through FULLNAT arrive intact", ...opts }, as
   await withAppliance(lab, config, async () => {
     // rr: the first request goes to web1, which has the file.
     assert.equal(await downloadDigest(lab, "client", `http://${topo.vip}/big.bin`), bigDigest);
+  });
+});
+
+Deno.test({
+  name:
+    "seed 004: its ipvsadm commands, in its order (reals --fullnat, then -P -z), on a live appliance",
+  ...opts,
+}, async () => {
+  // The appliance starts with nothing; the tutorial's commands (a picture; 004:131 describes
+  // them: clear, add the service, the two reals with Alibaba's -b = DPVS's --fullnat, and last
+  // the SNAT address) build the service through the admin API.
+  const empty = `${await lab.makeTempDir("configs")}/empty.yaml`;
+  await Deno.writeTextFile(empty, "services: []\n");
+  await withAppliance(lab, empty, async (app) => {
+    const ipvsadm = async (line: string) => {
+      const r = await lab.exec(
+        "director",
+        [Deno.execPath(), "run", "-A", `${REPO_ROOT}/mod.ts`, "ipvsadm", ...line.split(" ")],
+        { allowFail: true, cwd: REPO_ROOT, env: { NO_COLOR: "1", TUNVS_ADMIN: app.admin } },
+      );
+      assert.equal(r.code, 0, `ipvsadm ${line}: exit ${r.code}\n${r.stderr}`);
+      assert.equal(r.stderr, "", `ipvsadm ${line}`);
+      return r.stdout;
+    };
+    const [web1, web2] = topo.reals;
+    for (
+      const line of [
+        "-C",
+        `-A -t ${topo.vip}:80 -s rr`,
+        `-a -t ${topo.vip}:80 -r ${web1.addr}:8080 --fullnat`,
+        `-a -t ${topo.vip}:80 -r ${web2.addr}:8080 --fullnat`,
+        `-P -t ${topo.vip}:80 --laddr ${topo.localAddress}`,
+      ]
+    ) await ipvsadm(line);
+    assert.deepEqual((await ipvsadm("-Ln")).split("\n").slice(3), [
+      `TCP  ${topo.vip}:80 rr`,
+      `  -> ${`${web1.addr}:8080`.padEnd(28)} FullNat 1      0          0         `,
+      `  -> ${`${web2.addr}:8080`.padEnd(28)} FullNat 1      0          0         `,
+      "",
+    ]);
+    const answers = await whoAnswers(lab, "client", `http://${topo.vip}/`, 4);
+    assert.deepEqual(answers, ["web1", "web2", "web1", "web2"]);
+    // What appliance.yaml now holds comes back with the same rules after a restart.
+    assert.equal(
+      await ipvsadm("-S -n"),
+      `-A -t ${topo.vip}:80 -s rr\n` +
+        `-a -t ${topo.vip}:80 -r ${web1.addr}:8080 --fullnat -w 1\n` +
+        `-a -t ${topo.vip}:80 -r ${web2.addr}:8080 --fullnat -w 1\n` +
+        `-P -t ${topo.vip}:80 -z ${topo.localAddress}\n`,
+    );
+  });
+  await withAppliance(lab, empty, async () => {
+    assert.deepEqual(await whoAnswers(lab, "client", `http://${topo.vip}/`, 2), ["web1", "web2"]);
   });
 });
 

@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { adminFixture } from "../fixtures/admin_harness.ts";
+import { parse as parseYaml } from "yaml";
 
 const CONFIG = `# director for the seed 000 lab
 timeouts: { tcp: 900, tcpfin: 120, udp: 300 }
@@ -138,6 +139,14 @@ services:
     assert.equal(fx.running.version, (await fx.call("GET", "/api/v1/config")).json.version);
     const yaml = await fx.app.request("/api/v1/config?format=yaml");
     assert.equal(await yaml.text(), text);
+    // The effective configuration as YAML: the JSON's `effective`, defaults filled in.
+    const effective = await fx.app.request("/api/v1/config?format=yaml&view=effective");
+    assert.equal(effective.headers.get("content-type"), "application/yaml; charset=utf-8");
+    assert.deepEqual(
+      parseYaml(await effective.text()),
+      JSON.parse(JSON.stringify(fx.running.config)),
+    );
+    assert.equal((await fx.call("GET", "/api/v1/config?view=running")).status, 400);
   } finally {
     await fx.cleanup();
   }

@@ -213,7 +213,7 @@ Deno.test("apply: persistence templates survive and keep pointing at their real"
 Deno.test("apply: a bad spec throws and changes nothing; timeouts take effect", () => {
   const e = new Engine(spec(web()));
   open(e, 40000);
-  const bad = spec(web(undefined, { forward: "fullnat" }));
+  const bad = spec(web(undefined, { forward: "bogus" as "nat" }));
   assert.throws(() => e.apply(bad), RangeError);
   flows(e, 40000, REAL1);
   const next = spec(web());

@@ -799,3 +799,15 @@ Deno.test("one_packet: UDP only, compiled to onePacket", () => {
   assert.equal(where(word), "6:17 services[0].one_packet");
   assert.equal(word.message, 'must be true or false (got string "yes")');
 });
+
+Deno.test("a fullnat service may have no local address yet (DPVS adds the reals first)", () => {
+  const config = parseConfig(withService(
+    "vip: 172.16.0.1",
+    "port: 80",
+    "forward: fullnat",
+    "reals: [{ address: 10.0.4.2, port: 8080 }]",
+  ));
+  assert.deepEqual(config.services[0].localAddresses, []);
+  // It compiles to the dataplane, which drops its new connections (no_local_port).
+  assert.deepEqual(compileDataplaneSpec(config).services[0].localAddresses, []);
+});

@@ -105,3 +105,10 @@ Deno.test("FULLNAT carries UDP both ways, checksums intact", () => {
   assert.equal(udpDstPort(answer.pkt, 20), 5353);
   assertChecksums(answer.pkt, 0);
 });
+
+Deno.test("a FULLNAT service without local addresses yet (DPVS: reals before -P) drops new connections", () => {
+  const e = fullnatEngine(1024, []);
+  assert.equal(feed(e, tcp(CLIENT, 50026, VIP, 80, TCP_SYN)).out, DROP);
+  assert.equal(e.counters[EngineCounter.DROP_NO_LOCAL_PORT], 1);
+  assert.equal(e.conns.size, 0);
+});
