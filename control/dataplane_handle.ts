@@ -16,22 +16,13 @@ import type {
   WorkerRequests,
   WorkerStats,
 } from "../dataplane/worker.ts";
-import {
-  mergeApply,
-  mergeConnectionPages,
-  mergeStats,
-  mergeTraffic,
-  splitCursor,
-} from "./worker_merge.ts";
+import { listAcrossWorkers, mergeApply, mergeStats, mergeTraffic } from "./worker_merge.ts";
 
 /** A request the worker refused (bad parameters, unknown service): the operator's mistake. */
 export class DataplaneRequestError extends Error {}
 
 /** How a request ends: with the worker's result, or its error message. */
 type Settle = { result: unknown } | { error: string };
-
-/** A cursor past every table: a listing from it returns at once, with the table's total. */
-const PAST_THE_END = 2 ** 31 - 1;
 
 /** One running dataplane worker. */
 class WorkerHandle {
@@ -225,21 +216,20 @@ export class DataplaneHandle {
   /** One page of the listing across workers: the cursor names the worker and its entry id. */
   async #connections(q: ConnectionQuery, timeoutMs: number) {
     const ws = this.#workers;
-    const { worker, slot } = splitCursor(q.cursor, ws.length);
-    const page = await ws[worker].request("connections", { ...q, cursor: slot }, timeoutMs);
-    // The others' totals, from a listing that starts past their end and so scans nothing.
-    const others = await Promise.all(
-      ws.map((w, i) =>
-        i === worker
-          ? null
-          : w.request("connections", { ...q, cursor: PAST_THE_END, limit: 1 }, timeoutMs)
-      ),
-    );
-    type Page = WorkerRequests["connections"]["result"];
-    const p = page as Page;
-    let total = p.total;
-    for (const o of others) total += (o as Page | null)?.total ?? 0;
-    return mergeConnectionPages(worker, ws.length, p, total);
+    try {
+      return await listAcrossWorkers(
+        ws.length,
+        (w, query) =>
+          ws[w].request("connections", query, timeoutMs) as Promise<
+            WorkerRequests["connections"]["result"]
+          >,
+        q,
+      );
+    } catch (err) {
+      // A bad cursor is the caller's mistake, as a worker's refusal is.
+      if (err instanceof RangeError) throw new DataplaneRequestError(err.message);
+      throw err;
+    }
   }
 
   /** Asks the workers for a snapshot of their counters and connections, merged. */

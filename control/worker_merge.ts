@@ -4,7 +4,11 @@
  * carries the worker's index), so the API and /metrics show the same totals as before.
  */
 import type { ApplyResult } from "../dataplane/apply.ts";
-import type { ConnectionPage } from "../dataplane/stats/conn_listing.ts";
+import {
+  type ConnectionPage,
+  type ConnectionQuery,
+  LIST_DEFAULT_LIMIT,
+} from "../dataplane/stats/conn_listing.ts";
 import type { ServiceTrafficStats, TrafficStats } from "../dataplane/stats/service_stats.ts";
 import type { WorkerStats } from "../dataplane/worker.ts";
 
@@ -131,18 +135,44 @@ export function splitCursor(cursor: number | undefined, workers: number): Worker
   return { worker: c % workers, slot: Math.floor(c / workers) };
 }
 
+/** A cursor past every table: a listing from it scans nothing and answers the table's total. */
+export const PAST_THE_END = 2 ** 31 - 1;
+
 /**
- * Worker `worker`'s page as a page of all `workers`: its cursor made global (on to the next
- * worker when this one is walked), `total` all workers' live connections.
+ * One page of the listing across `workers` workers, asking worker k for its own pages through
+ * `ask`: filled from the worker the cursor names, then from the next ones while room is left, so
+ * a small table still fits one page as with one worker. The next cursor names the worker and
+ * the entry id in its table to go on from; `total` counts every worker's live connections.
  */
-export function mergeConnectionPages(
-  worker: number,
+export async function listAcrossWorkers(
   workers: number,
-  page: ConnectionPage,
-  total: number,
-): ConnectionPage {
-  let cursor: number | null;
-  if (page.cursor !== null) cursor = page.cursor * workers + worker;
-  else cursor = worker + 1 < workers ? worker + 1 : null;
-  return { ...page, cursor, total };
+  ask: (worker: number, q: ConnectionQuery) => Promise<ConnectionPage>,
+  q: ConnectionQuery,
+): Promise<ConnectionPage> {
+  const limit = q.limit ?? LIST_DEFAULT_LIMIT;
+  let { worker, slot } = splitCursor(q.cursor, workers);
+  const totals: (number | null)[] = new Array(workers).fill(null);
+  const out: ConnectionPage = { connections: [], cursor: null, scanned: 0, total: 0 };
+  for (;;) {
+    const page = await ask(worker, { ...q, cursor: slot, limit: limit - out.connections.length });
+    totals[worker] = page.total;
+    out.connections.push(...page.connections);
+    out.scanned += page.scanned;
+    if (page.cursor !== null) {
+      out.cursor = page.cursor * workers + worker;
+      break;
+    }
+    if (worker + 1 === workers) break;
+    worker++;
+    slot = 0;
+    if (out.connections.length >= limit) {
+      out.cursor = worker;
+      break;
+    }
+  }
+  for (let w = 0; w < workers; w++) {
+    totals[w] ??= (await ask(w, { ...q, cursor: PAST_THE_END, limit: 1 })).total;
+    out.total += totals[w]!;
+  }
+  return out;
 }

@@ -16,13 +16,18 @@ import { feed } from "../fixtures/engine_harness.ts";
 import { addr } from "../fixtures/packets.ts";
 import { fragment, icmpError, tcp, udp } from "../fixtures/packet_builders.ts";
 import {
-  mergeConnectionPages,
+  listAcrossWorkers,
   mergeStats,
   mergeTraffic,
   splitCursor,
 } from "../../control/worker_merge.ts";
 import type { WorkerStats } from "../../dataplane/worker.ts";
 import type { ServiceTrafficStats } from "../../dataplane/stats/service_stats.ts";
+import type {
+  ConnectionEntry,
+  ConnectionPage,
+  ConnectionQuery,
+} from "../../dataplane/stats/conn_listing.ts";
 
 const LOCAL = addr("10.0.3.1");
 const natSpec = dataplaneSpec([service("web", PROTO_TCP, 80, 8080)]);
@@ -243,29 +248,43 @@ Deno.test("merged traffic sums counters and rates", () => {
   assert.equal(m[0].name, "web");
 });
 
-Deno.test("connection cursors walk worker after worker", () => {
-  assert.deepEqual(splitCursor(undefined, 2), { worker: 0, slot: 0 });
-  const page0 = mergeConnectionPages(
-    0,
-    2,
-    { connections: [], cursor: 500, scanned: 500, total: 3 },
-    7,
-  );
-  assert.deepEqual(splitCursor(page0.cursor!, 2), { worker: 0, slot: 500 });
-  const end0 = mergeConnectionPages(
-    0,
-    2,
-    { connections: [], cursor: null, scanned: 5, total: 3 },
-    7,
-  );
-  assert.deepEqual(splitCursor(end0.cursor!, 2), { worker: 1, slot: 0 });
-  assert.equal(end0.total, 7);
-  const end1 = mergeConnectionPages(
-    1,
-    2,
-    { connections: [], cursor: null, scanned: 5, total: 4 },
-    7,
-  );
-  assert.equal(end1.cursor, null);
+Deno.test("the listing fills a page across workers and its cursor walks them all", async () => {
+  // Three fake workers with 3, 0 and 5 connections; each lists at most `limit` from `cursor`.
+  const tables = [[1, 2, 3], [], [10, 11, 12, 13, 14]];
+  const asked: { worker: number; cursor: number; limit: number }[] = [];
+  const ask = (worker: number, q: ConnectionQuery): Promise<ConnectionPage> => {
+    const t = tables[worker];
+    const from = q.cursor ?? 0;
+    asked.push({ worker, cursor: from, limit: q.limit ?? 100 });
+    const rows = t.slice(from, from + (q.limit ?? 100));
+    const next = from + rows.length;
+    return Promise.resolve({
+      connections: rows.map((id) => ({ id } as unknown as ConnectionEntry)),
+      cursor: next < t.length && from < t.length ? next : null,
+      scanned: rows.length,
+      total: t.length,
+    });
+  };
+  const ids = (p: ConnectionPage) => p.connections.map((c) => (c as unknown as { id: number }).id);
+  // A page big enough takes everything, as one worker's would.
+  const all = await listAcrossWorkers(3, ask, { limit: 100 });
+  assert.deepEqual(ids(all), [1, 2, 3, 10, 11, 12, 13, 14]);
+  assert.equal(all.cursor, null);
+  assert.equal(all.total, 8);
+  // Pages of 2 walk every connection once, worker after worker.
+  const seen: number[] = [];
+  let cursor: number | null = 0;
+  let pages = 0;
+  while (cursor !== null) {
+    const page: ConnectionPage = await listAcrossWorkers(3, ask, { limit: 2, cursor });
+    assert.ok(page.connections.length <= 2);
+    assert.equal(page.total, 8);
+    seen.push(...ids(page));
+    cursor = page.cursor;
+    assert.ok(++pages < 20);
+  }
+  assert.deepEqual(seen, [1, 2, 3, 10, 11, 12, 13, 14]);
+  assert.deepEqual(splitCursor(5, 3), { worker: 2, slot: 1 });
   assert.throws(() => splitCursor(-1, 2), RangeError);
+  assert.ok(asked.every((a) => a.limit >= 1));
 });
