@@ -48,9 +48,9 @@ export type ForwardMethod = ForwardName;
 /** Most dataplane workers (TUN queues) `dataplane.workers` takes, and the default's cap. */
 export const MAX_WORKERS = 16;
 
-/** Dataplane workers when `dataplane.workers` is left out: one, until the many pass e2e. */
+/** Dataplane workers when `dataplane.workers` is left out: one per core, at most MAX_WORKERS. */
 export function defaultWorkers(): number {
-  return 1;
+  return Math.max(1, Math.min(MAX_WORKERS, navigator.hardwareConcurrency || 1));
 }
 
 /** The dataplane workers `config` asks for: `dataplane.workers`, else one per core. */
