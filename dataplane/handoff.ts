@@ -130,15 +130,20 @@ export class Handoff {
     }
   }
 
-  /** Resets this worker's eventfd after a wake-up (the rings are checked afterwards). */
-  clearWake(): void {
+  /**
+   * Resets this worker's eventfd after a wake-up (the rings are checked afterwards); returns
+   * whether a wake-up was pending.
+   */
+  clearWake(): boolean {
     const r = libc().read(this.wakeFd, this.#drainPointer, size(8));
     if (r < 0) {
       const e = errno();
       if (e !== Errno.EAGAIN && e !== Errno.EINTR) {
         throw new Error(`eventfd read failed: ${strerror(e)}`);
       }
+      return false;
     }
+    return true;
   }
 
   /** Whether any ring towards this worker holds a packet. */

@@ -13,6 +13,11 @@ const TAIL = 1;
 /** Bytes of the head/tail indexes in front of the data. */
 const INDEX_BYTES = 64;
 const WRAP = -1;
+/**
+ * Records up to this many bytes are copied byte by byte: `set` over a `subarray` would make a view
+ * object per packet, which small packets (the pps case) cannot afford; large ones amortise it.
+ */
+const LOOP_COPY_MAX = 256;
 
 /** Default bytes of data per ring: room for a dozen 64 KB super-packets. */
 export const HANDOFF_RING_BYTES = 1 << 20;
@@ -58,7 +63,13 @@ export class HandoffRing {
     }
     this.#view.setInt32(tail, len, true);
     this.#view.setUint32(tail + 4, mark, true);
-    this.#data.set(src.subarray(off, off + len), tail + RECORD_HEADER);
+    const to = tail + RECORD_HEADER;
+    if (len <= LOOP_COPY_MAX) {
+      const data = this.#data;
+      for (let i = 0; i < len; i++) data[to + i] = src[off + i];
+    } else {
+      this.#data.set(src.subarray(off, off + len), to);
+    }
     tail += need;
     if (tail === cap) tail = 0;
     Atomics.store(this.#index, TAIL, tail);
@@ -85,7 +96,12 @@ export class HandoffRing {
     }
     this.mark = this.#view.getUint32(head + 4, true);
     const start = head + RECORD_HEADER;
-    dst.set(this.#data.subarray(start, start + len), off);
+    if (len <= LOOP_COPY_MAX) {
+      const data = this.#data;
+      for (let i = 0; i < len; i++) dst[off + i] = data[start + i];
+    } else {
+      dst.set(this.#data.subarray(start, start + len), off);
+    }
     head = start + ((len + 7) & ~7);
     if (head === this.#capacity) head = 0;
     Atomics.store(this.#index, HEAD, head);

@@ -7,6 +7,13 @@ import assert from "node:assert/strict";
 import { DROP, Engine } from "../../dataplane/engine.ts";
 import { LOCAL_PORT_MIN, LocalPortAllocator } from "../../dataplane/forward/local_ports.ts";
 import { HandoffRing } from "../../dataplane/handoff_ring.ts";
+import {
+  closeHandoffShared,
+  Handoff,
+  HandoffCounter,
+  makeHandoffShared,
+} from "../../dataplane/handoff.ts";
+import { SLOT_BYTES as SLOT } from "../../dataplane/tun.ts";
 import { PacketOwners } from "../../dataplane/owner.ts";
 import { ConnTable } from "../../dataplane/conn/table.ts";
 import { ipDst, ipSrc, PROTO_TCP, PROTO_UDP } from "../../dataplane/wire/ipv4.ts";
@@ -287,4 +294,45 @@ Deno.test("the listing fills a page across workers and its cursor walks them all
   assert.deepEqual(splitCursor(5, 3), { worker: 2, slot: 1 });
   assert.throws(() => splitCursor(-1, 2), RangeError);
   assert.ok(asked.every((a) => a.limit >= 1));
+});
+
+Deno.test("hand-off between two workers: packets and marks arrive, counted, with a wake-up", () => {
+  const shared = makeHandoffShared(2, 8192);
+  try {
+    const spec = natSpec;
+    const w0 = new Handoff(0, 2, shared, spec);
+    const w1 = new Handoff(1, 2, shared, spec);
+    const buf = new Uint8Array(4 * SLOT);
+    for (let i = 0; i < buf.length; i++) buf[i] = i & 0xff;
+    w0.send(1, buf, 0, 64, 0);
+    w0.send(1, buf, SLOT, 3000, 6666);
+    assert.ok(w1.pending);
+    assert.equal(w1.clearWake(), false, "no wake-up before wakeOwners");
+    w0.wakeOwners();
+    // The wake is an eventfd write: 8 bytes readable on worker 1's descriptor, once.
+    assert.equal(w0.clearWake(), false);
+    assert.equal(w1.clearWake(), true);
+    assert.equal(w1.clearWake(), false);
+    const into = new Uint8Array(4 * SLOT);
+    const lengths = new Int32Array(4);
+    const marks = new Uint32Array(4);
+    assert.equal(w1.receive(into, SLOT, lengths, marks, 4), 2);
+    assert.deepEqual([...lengths.subarray(0, 2)], [64, 3000]);
+    assert.deepEqual([...marks.subarray(0, 2)], [0, 6666]);
+    assert.deepEqual(into.subarray(SLOT, SLOT + 3000), buf.subarray(SLOT, SLOT + 3000));
+    assert.deepEqual(into.subarray(0, 64), buf.subarray(0, 64));
+    assert.equal(w0.counters[HandoffCounter.OUT], 2);
+    assert.equal(w1.counters[HandoffCounter.IN], 2);
+    // A full ring counts a drop instead.
+    let sent = 0;
+    while (w0.counters[HandoffCounter.DROP_FULL] === 0) {
+      w0.send(1, buf, 0, 3000, 0);
+      sent++;
+    }
+    assert.ok(sent >= 2 && sent < 5, `${sent}`);
+    assert.equal(w1.pending, true);
+    assert.equal(w0.pending, false);
+  } finally {
+    closeHandoffShared(shared);
+  }
 });
