@@ -7,7 +7,7 @@ import { TunDevice } from "../dataplane/tun.ts";
 import { offloadNames } from "../dataplane/tun_offloads.ts";
 import { type AdminServer, serveAdmin } from "./admin_server.ts";
 import { createAdminApp } from "./api.ts";
-import type { ApplianceConfig } from "./config.ts";
+import { type ApplianceConfig, dataplaneWorkers } from "./config.ts";
 import { DataplaneHandle } from "./dataplane_handle.ts";
 import { compileDataplaneSpec } from "./dataplane_spec.ts";
 import {
@@ -103,6 +103,12 @@ export async function runAppliance(configPath: string): Promise<number> {
       throw new ReloadError(
         `dataplane.offloads ${next.dataplane.offloads} differs from the running ` +
           `${applied.dataplane.offloads}; restart tunvs to change it`,
+      );
+    }
+    if (dataplaneWorkers(next) !== dataplane.workers) {
+      throw new ReloadError(
+        `dataplane.workers ${dataplaneWorkers(next)} differs from the running ` +
+          `${dataplane.workers}; restart tunvs to change it`,
       );
     }
     if (sync) health.sync(next);
@@ -228,8 +234,16 @@ export async function runAppliance(configPath: string): Promise<number> {
   try {
     health.sync(config);
     const spec = compileDataplaneSpec(health.effective(config));
-    tun = TunDevice.open(config.dataplane.tun, { offloads: config.dataplane.offloads });
-    log("tun device created", { name: tun.name, offloads: offloadNames(tun.offloads) });
+    const workers = dataplaneWorkers(config);
+    tun = TunDevice.open(config.dataplane.tun, {
+      offloads: config.dataplane.offloads,
+      queues: workers,
+    });
+    log("tun device created", {
+      name: tun.name,
+      offloads: offloadNames(tun.offloads),
+      workers: String(workers),
+    });
     marks = new MarkDevices(tun.name, tun.offloads);
     marks.openFor(config);
     for (const m of marks.planFor(config)) {
@@ -243,7 +257,7 @@ export async function runAppliance(configPath: string): Promise<number> {
     await host.apply(hostPlan(config, marks.planFor(config)));
     for (const change of host.applied) log("host changed", { change });
     dataplane = await DataplaneHandle.start(
-      tun.fd,
+      [tun.fd, ...tun.queueFds],
       tun.name,
       linked,
       (message) => stop(1, "dataplane failed", { error: message }),

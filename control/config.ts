@@ -45,6 +45,19 @@ export const FORWARD_METHODS = Object.keys(FORWARD_METHOD_NAMES) as [ForwardName
 /** A forwarding method accepted in `services[].forward`. */
 export type ForwardMethod = ForwardName;
 
+/** Most dataplane workers (TUN queues) `dataplane.workers` takes, and the default's cap. */
+export const MAX_WORKERS = 16;
+
+/** Dataplane workers when `dataplane.workers` is left out: one per core, at most MAX_WORKERS. */
+export function defaultWorkers(): number {
+  return Math.max(1, Math.min(MAX_WORKERS, navigator.hardwareConcurrency || 1));
+}
+
+/** The dataplane workers `config` asks for: `dataplane.workers`, else one per core. */
+export function dataplaneWorkers(config: Pick<ApplianceConfig, "dataplane">): number {
+  return config.dataplane.workers ?? defaultWorkers();
+}
+
 /** Values used for keys the operator leaves out. */
 export const CONFIG_DEFAULTS = {
   adminListen: "127.0.0.1:9180",
@@ -178,8 +191,11 @@ export type AdminConfig = AdminListen & { listen: string; tokenFile?: string };
 /** The whole validated appliance configuration, with every default filled in. */
 export interface ApplianceConfig {
   admin: AdminConfig;
-  /** `offloads`: open the TUN with virtio_net_hdr and offloads (read at start only). */
-  dataplane: { tun: string; offloads: boolean };
+  /**
+   * `offloads`: open the TUN with virtio_net_hdr and offloads (read at start only). `workers`:
+   * dataplane workers, one per TUN queue (read at start only); absent: `defaultWorkers()`.
+   */
+  dataplane: { tun: string; offloads: boolean; workers?: number };
   host: { uplink?: string; realside?: string };
   timeouts: { tcp: number; tcpfin: number; udp: number };
   /** FULLNAT's global local address pool (`local_addresses`). */
@@ -601,6 +617,7 @@ const configSchema = strictMap({
   dataplane: strictMap({
     tun: interfaceName.default(CONFIG_DEFAULTS.tun),
     offloads: z.boolean().default(CONFIG_DEFAULTS.offloads),
+    workers: intInRange(1, MAX_WORKERS).optional(),
   }).prefault({}),
   host: strictMap({ uplink: interfaceName.optional(), realside: interfaceName.optional() })
     .prefault({}),
@@ -1147,7 +1164,11 @@ function toModel(out: SchemaOutput): ApplianceConfig {
       ...listen,
       ...(out.admin.token_file === undefined ? {} : { tokenFile: out.admin.token_file }),
     },
-    dataplane: { tun: out.dataplane.tun, offloads: out.dataplane.offloads },
+    dataplane: {
+      tun: out.dataplane.tun,
+      offloads: out.dataplane.offloads,
+      ...(out.dataplane.workers === undefined ? {} : { workers: out.dataplane.workers }),
+    },
     host: {
       ...(out.host.uplink === undefined ? {} : { uplink: out.host.uplink }),
       ...(out.host.realside === undefined ? {} : { realside: out.host.realside }),

@@ -10,6 +10,7 @@
 import type { Handler } from "hono";
 import { CONN_STATE_NAMES } from "../dataplane/conn/state.ts";
 import type { RealStats, WorkerStats } from "../dataplane/stats/requests.ts";
+import type { MergedStats, WorkerShare } from "./worker_merge.ts";
 import { parseIpv4Address } from "../dataplane/wire/ipv4.ts";
 import type { DataplaneRequester } from "./admin_source.ts";
 import type { ApplianceConfig } from "./config.ts";
@@ -64,6 +65,8 @@ export interface DataplaneMetrics {
   counters: Record<string, number>;
   /** Packets the TUN refused to take back. */
   writeFailures: number;
+  /** Each worker's share, with several workers (docs/workers.md). */
+  workers?: WorkerShare[];
 }
 
 /**
@@ -181,6 +184,9 @@ export async function collectMetricsSnapshot(
       connectionsByState: stats.connectionsByState,
       counters: stats.counters,
       writeFailures: stats.writeFailures,
+      ...((stats as MergedStats).workers === undefined
+        ? {}
+        : { workers: (stats as MergedStats).workers }),
     },
     ...(dataplaneError === undefined ? {} : { dataplaneError }),
     ...(extras.health === undefined ? {} : { health: extras.health }),
@@ -418,6 +424,29 @@ function renderCounters(page: Exposition, dp: DataplaneMetrics): void {
     "counter",
     "Packets the TUN device refused to take back.",
   ).sample(dp.writeFailures);
+  if (dp.workers === undefined) return;
+  const packets = page.family(
+    "tunvs_worker_packets_total",
+    "counter",
+    "Packets each dataplane worker's engine took: those it owns from its queue, and those handed to it.",
+  );
+  const handoffs = page.family(
+    "tunvs_worker_handoffs_total",
+    "counter",
+    "Packets a worker handed to the owner of their connection (out) or took from another (in).",
+  );
+  const entries = page.family(
+    "tunvs_worker_connection_entries",
+    "gauge",
+    "Entries in each worker's connection table, templates included.",
+  );
+  for (const w of dp.workers) {
+    const worker = String(w.worker);
+    packets.sample(w.rxPackets, { worker });
+    handoffs.sample(w.handoffsOut, { worker, direction: "out" });
+    handoffs.sample(w.handoffsIn, { worker, direction: "in" });
+    entries.sample(w.connections, { worker });
+  }
 }
 
 function renderHealth(page: Exposition, h: HealthMetrics): void {

@@ -554,6 +554,12 @@ const SCHEMAS: Record<string, JsonSchema> = {
             default: CONFIG_DEFAULTS.offloads,
             description: "Checksum and TSO/USO offloads on the TUN (read at start).",
           },
+          workers: {
+            type: "integer",
+            minimum: 1,
+            maximum: 16,
+            description: "Dataplane workers, one per TUN queue (read at start); default: cores.",
+          },
         },
       },
       host: {

@@ -89,7 +89,7 @@ export class Engine {
   /** The engine's clock in ms; the worker advances it once per batch. */
   now = 0;
   readonly #onExpire = (id: number): boolean => this.#expired(id);
-  readonly #localPorts = new LocalPortAllocator();
+  #localPorts = new LocalPortAllocator();
   /** The way out to tunnel and DR reals. */
   readonly bypass: BypassSender;
   /** SYN cookies and the proxied handshakes of `synproxy` services. */
@@ -122,6 +122,14 @@ export class Engine {
       this.now,
       this.counters,
     );
+  }
+
+  /**
+   * Makes this engine worker `worker` of `workers`: its FULLNAT connections leave from local
+   * ports ≡ worker (mod workers) only, so that their replies name it as their owner.
+   */
+  shareLocalPorts(worker: number, workers: number): void {
+    this.#localPorts = new LocalPortAllocator(workers, worker);
   }
 
   /**

@@ -36,6 +36,8 @@ const SYMBOLS = {
   },
   // sendmsg with a msghdr built once (direct routing with offloads: header iovec + packet).
   sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  // eventfd(initval, flags): how a worker wakes another from its poll (hand-off).
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
 } as const;

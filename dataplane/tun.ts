@@ -14,6 +14,7 @@ const TUNSETOFFLOAD = 0x400454d0;
 const IFF_TUN = 0x0001;
 const IFF_NO_PI = 0x1000;
 const IFF_VNET_HDR = 0x4000;
+const IFF_MULTI_QUEUE = 0x0100;
 const O_RDWR = 0o2;
 const O_CLOEXEC = 0o2000000;
 const F_GETFL = 3;
@@ -91,6 +92,11 @@ export interface WriteResult {
 export interface TunOptions {
   /** Ask for IFF_VNET_HDR and offloads (default false). */
   offloads?: boolean;
+  /**
+   * Queues of the device (default 1): more than 1 opens it with IFF_MULTI_QUEUE, one descriptor
+   * per queue, for one dataplane worker each (docs/workers.md).
+   */
+  queues?: number;
   /** TUNSETOFFLOAD on `fd`: 0 or the errno (a seam for tests; default the ioctl). */
   setOffload?: (fd: number, flags: number) => number;
 }
@@ -102,6 +108,11 @@ export interface TunOptions {
 export class TunDevice {
   readonly #pollfd = new Uint8Array(8);
   #closed = false;
+  /**
+   * Descriptors of the device's other queues (IFF_MULTI_QUEUE), queue 1 first; empty for a
+   * single-queue device. Each worker but the first reads one; `close` closes them all.
+   */
+  queueFds: number[] = [];
 
   /**
    * Wraps `fd`; `offloads` are the TUN_F bits the kernel took (0: none, and then no
@@ -127,19 +138,35 @@ export class TunDevice {
    * asks for the offloads the kernel takes, and falls back to none (a plain TUN) if it takes none.
    */
   static open(name: string, options: TunOptions = {}): TunDevice {
+    const queues = options.queues ?? 1;
+    if (!Number.isInteger(queues) || queues < 1) {
+      throw new TunError(`a TUN device needs 1 or more queues, not ${queues}`, Errno.EINVAL);
+    }
+    const multiQueue = queues > 1;
+    let dev: TunDevice | null = null;
     if (options.offloads) {
-      const tun = TunDevice.#open(name, true);
+      const tun = TunDevice.#open(name, true, multiQueue);
       const setOffload = options.setOffload ?? setOffloadIoctl;
       const offloads = negotiateOffloads((flags) => setOffload(tun.fd, flags));
-      if (offloads !== 0) return new TunDevice(tun.fd, name, offloads);
+      if (offloads !== 0) dev = new TunDevice(tun.fd, name, offloads);
       // No offloads: a header on every packet would buy nothing. Closing the descriptor removes
       // the (non-persistent) interface, so the name is free again for a plain one.
-      tun.close();
+      else tun.close();
     }
-    return TunDevice.#open(name, false);
+    dev ??= TunDevice.#open(name, false, multiQueue);
+    try {
+      // The other queues attach to the interface queue 0 made; offloads are the device's.
+      for (let q = 1; q < queues; q++) {
+        dev.queueFds.push(TunDevice.#attach(name, dev.offloads !== 0, true));
+      }
+    } catch (err) {
+      dev.close();
+      throw err;
+    }
+    return dev;
   }
 
-  static #open(name: string, vnetHeader: boolean): TunDevice {
+  static #open(name: string, vnetHeader: boolean, multiQueue = false): TunDevice {
     validateInterfaceName(name);
     if (interfaceExists(name)) {
       throw new TunError(
@@ -148,6 +175,11 @@ export class TunDevice {
         Errno.EBUSY,
       );
     }
+    return new TunDevice(TunDevice.#attach(name, vnetHeader, multiQueue), name);
+  }
+
+  /** Opens /dev/net/tun and binds it to (a new queue of) interface `name`; the descriptor. */
+  static #attach(name: string, vnetHeader: boolean, multiQueue: boolean): number {
     const c = libc();
     const fd = c.open(cString("/dev/net/tun"), O_RDWR | O_CLOEXEC, 0);
     if (fd < 0) {
@@ -169,7 +201,8 @@ export class TunDevice {
     }
     const ifr = new Uint8Array(40);
     ifr.set(new TextEncoder().encode(name));
-    const ifrFlags = IFF_TUN | IFF_NO_PI | (vnetHeader ? IFF_VNET_HDR : 0);
+    const ifrFlags = IFF_TUN | IFF_NO_PI | (vnetHeader ? IFF_VNET_HDR : 0) |
+      (multiQueue ? IFF_MULTI_QUEUE : 0);
     new DataView(ifr.buffer).setInt16(IFNAMSIZ, ifrFlags, true);
     if (c.ioctl(fd, BigInt(TUNSETIFF), ifr) < 0) {
       const e = errno();
@@ -195,7 +228,7 @@ export class TunDevice {
       c.close(fd);
       throw new TunError(`cannot make ${name} non-blocking: ${strerror(e)}`, e);
     }
-    return new TunDevice(fd, name);
+    return fd;
   }
 
   /**
@@ -279,6 +312,7 @@ export class TunDevice {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    for (const fd of this.queueFds) libc().close(fd);
     libc().close(this.fd);
   }
 }

@@ -24,14 +24,25 @@ export class TunSet {
   #devices: TunDevice[];
   /** The mark of each device of `#devices`. */
   #marks: Uint32Array;
-  /** One `struct pollfd` per device; replaced, never changed, while a poll may be running. */
+  /**
+   * One `struct pollfd` per device, then one for `wakeFd` if any; replaced, never changed, while
+   * a poll may be running.
+   */
   #pollfds: Uint8Array<ArrayBuffer>;
+  /** A descriptor polled besides the devices (the worker's hand-off eventfd); -1 for none. */
+  #wakeFd = -1;
 
   /** A set of the main device only. */
   constructor(readonly main: TunDevice) {
     this.#devices = [main];
     this.#marks = new Uint32Array(1);
-    this.#pollfds = pollfds(this.#devices);
+    this.#pollfds = pollfds(this.#devices, this.#wakeFd);
+  }
+
+  /** Makes `waitReadable` also return when `fd` (an eventfd) becomes readable. */
+  watchWake(fd: number): void {
+    this.#wakeFd = fd;
+    this.#pollfds = pollfds(this.#devices, fd);
   }
 
   /** How many devices there are. */
@@ -65,7 +76,7 @@ export class TunSet {
     for (const d of this.#devices) if (!kept.includes(d)) d.close();
     this.#devices = kept;
     this.#marks = Uint32Array.from(marks);
-    this.#pollfds = pollfds(kept);
+    this.#pollfds = pollfds(kept, this.#wakeFd);
   }
 
   /** Waits off-thread until any device has a packet or `timeoutMs` passes. */
@@ -81,12 +92,14 @@ export class TunSet {
   }
 }
 
-/** The `struct pollfd` array for `devices`, waiting for input. */
-function pollfds(devices: readonly TunDevice[]): Uint8Array<ArrayBuffer> {
-  const buf = new Uint8Array(devices.length * POLLFD_SIZE);
+/** The `struct pollfd` array for `devices` and `wakeFd` (unless -1), waiting for input. */
+function pollfds(devices: readonly TunDevice[], wakeFd: number): Uint8Array<ArrayBuffer> {
+  const fds = devices.map((d) => d.fd);
+  if (wakeFd >= 0) fds.push(wakeFd);
+  const buf = new Uint8Array(fds.length * POLLFD_SIZE);
   const view = new DataView(buf.buffer);
-  devices.forEach((d, i) => {
-    view.setInt32(i * POLLFD_SIZE, d.fd, true);
+  fds.forEach((fd, i) => {
+    view.setInt32(i * POLLFD_SIZE, fd, true);
     view.setInt16(i * POLLFD_SIZE + 4, POLLIN, true);
   });
   return buf;

@@ -11,7 +11,8 @@ import { DataplaneRequests, type WorkerRequestName } from "./stats/requests.ts";
 import { SPILL_PACKET_BYTES, SPILL_SLOTS } from "./forward/segmentation.ts";
 import { strerror } from "./libc.ts";
 import { Outbox } from "./outbox.ts";
-import { PacketBatch, TunDevice } from "./tun.ts";
+import { Handoff, HANDOFF_COUNTER_NAMES, type HandoffShared } from "./handoff.ts";
+import { PacketBatch, SLOT_BYTES, TunDevice } from "./tun.ts";
 import { type MarkDevice, TunSet } from "./tun_set.ts";
 
 export type { ApplyResult } from "./apply.ts";
@@ -32,7 +33,19 @@ const YIELD_MS = 20;
 
 /** Messages the control plane sends a worker. */
 export type ToWorker =
-  | { type: "start"; fd: number; tun: string; offloads: number; spec: DataplaneSpec }
+  | {
+    type: "start";
+    /** This worker's queue of the TUN. */
+    fd: number;
+    tun: string;
+    offloads: number;
+    spec: DataplaneSpec;
+    /** This worker's index and how many there are (absent: 0 of 1). */
+    worker?: number;
+    workers?: number;
+    /** The rings and eventfds of the hand-off between workers (absent with one worker). */
+    handoff?: HandoffShared;
+  }
   | { type: "request"; id: number; name: WorkerRequestName; params: unknown }
   | { type: "links"; links: RealLink[][] }
   /** The firewall-mark services' devices, all of them: new ones adopted, missing ones closed. */
@@ -51,6 +64,8 @@ let stopping = false;
 let requests: DataplaneRequests | null = null;
 let running: { spec: DataplaneSpec; engine: Engine; direct: DirectRoutes | null } | null = null;
 let devices: TunSet | null = null;
+/** The hand-off to other workers; null with a single worker. */
+let handoff: Handoff | null = null;
 
 function post(msg: FromWorker): void {
   self.postMessage(msg);
@@ -94,7 +109,8 @@ function logDirectFailures(d: DirectRoutes, now: number): void {
 
 /**
  * Reads one batch from `dev` and forwards it: each packet through the engine as of firewall mark
- * `mark`, then written back on `dev`. Returns how many packets were read.
+ * `mark`, then written back on `dev`; a packet another worker owns is handed to it instead.
+ * Returns how many packets were read.
  */
 function forwardBatch(
   dev: TunDevice,
@@ -102,9 +118,43 @@ function forwardBatch(
   batch: PacketBatch,
   e: Engine,
   req: DataplaneRequests,
+  hand: Handoff | null,
 ): number {
   const n = dev.readBatch(batch);
   if (n === 0) return 0;
+  const header = dev.vnetHeader;
+  if (hand !== null) {
+    const buf = batch.buf;
+    const owners = hand.owners;
+    const self = hand.self;
+    const fromMark = mark !== 0;
+    for (let i = 0; i < n; i++) {
+      const slot = batch.offset(i);
+      const len = batch.lengths[i];
+      const owner = owners.ownerOfPacket(buf, slot + header, len - header, fromMark);
+      if (owner === self) continue;
+      hand.send(owner, buf, slot, len, mark);
+      batch.lengths[i] = -1;
+    }
+    hand.wakeOwners();
+  }
+  forwardSlots(dev, batch, n, mark, null, e, req);
+  return n;
+}
+
+/**
+ * Forwards the `n` packets of `batch` (a negative length: a slot to skip) through the engine,
+ * each as of `marks[i]` if given, else of `mark`, and writes them on `dev`.
+ */
+function forwardSlots(
+  dev: TunDevice,
+  batch: PacketBatch,
+  n: number,
+  mark: number,
+  marks: Uint32Array | null,
+  e: Engine,
+  req: DataplaneRequests,
+): void {
   const buf = batch.buf;
   // With offloads each slot starts with the packet's virtio_net_hdr: the engine reads it from
   // `e.vnet`, changes it with the packet, and it is written back in front of the packet.
@@ -112,10 +162,12 @@ function forwardBatch(
   const vnet = e.vnet;
   let unwritten = 0;
   for (let i = 0; i < n; i++) {
+    if (batch.lengths[i] < 0) continue;
     const slot = batch.offset(i);
     if (header !== 0) vnet.read(buf, slot);
     else vnet.clear();
-    const out = e.process(buf, slot + header, batch.lengths[i] - header, mark);
+    const m = marks === null ? mark : marks[i];
+    const out = e.process(buf, slot + header, batch.lengths[i] - header, m);
     if (out === DROP || out === SENT) batch.lengths[i] = -1;
     else {
       if (header !== 0) vnet.write(buf, slot);
@@ -129,6 +181,24 @@ function forwardBatch(
     }
   }
   req.writeFailures += dev.writeBatch(batch, unwritten, n).failed;
+}
+
+/**
+ * Forwards a batch of the packets other workers handed this one, written on this worker's queue
+ * `dev` (which also steers the flow's next packets to it); returns how many.
+ */
+function forwardHandedIn(
+  dev: TunDevice,
+  batch: PacketBatch,
+  marks: Uint32Array,
+  e: Engine,
+  req: DataplaneRequests,
+  hand: Handoff,
+): number {
+  const n = hand.receive(batch.buf, SLOT_BYTES, batch.lengths, marks, batch.slots);
+  if (n === 0) return 0;
+  batch.count = n;
+  forwardSlots(dev, batch, n, 0, marks, e, req);
   return n;
 }
 
@@ -137,6 +207,8 @@ async function run(devices: TunSet, e: Engine, req: DataplaneRequests): Promise<
   // GSO segments for tunnel reals are cut into the batch's own buffer, behind the slots.
   const batch = new PacketBatch(BATCH_SLOTS, Outbox.bytesFor(SPILL_SLOTS, SPILL_PACKET_BYTES));
   e.spillInto(batch.buf, batch.extraOffset);
+  const handedMarks = new Uint32Array(BATCH_SLOTS);
+  const hand = handoff;
   let lastTick = 0;
   let lastYield = performance.now();
   while (!stopping) {
@@ -154,11 +226,15 @@ async function run(devices: TunSet, e: Engine, req: DataplaneRequests): Promise<
     // A batch from each device in turn; a device's packets stand for its firewall mark.
     let read = 0;
     for (let d = 0; d < devices.count; d++) {
-      read += forwardBatch(devices.device(d), devices.mark(d), batch, e, req);
+      read += forwardBatch(devices.device(d), devices.mark(d), batch, e, req, hand);
     }
+    if (hand !== null) read += forwardHandedIn(tun, batch, handedMarks, e, req, hand);
     if (read === 0) {
-      // Idle, the loop still wakes in time for the next rate sample.
+      // Idle, the loop still wakes in time for the next rate sample, or when handed a packet.
       await devices.waitReadable(Math.min(TICK_MS, Math.ceil(req.untilNextSample(now)) + 1));
+      // The wake is cleared before the rings are looked at again: a packet pushed after this
+      // finds the eventfd set, and the next poll returns at once.
+      hand?.clearWake();
       lastYield = performance.now();
       continue;
     }
@@ -177,8 +253,20 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
         devices = new TunSet(TunDevice.adopt(msg.fd, msg.tun, msg.offloads));
         const direct = DirectRoutes.open(msg.spec, msg.offloads !== 0);
         const engine = new Engine(msg.spec, direct ?? undefined);
+        const workers = msg.workers ?? 1;
+        const worker = msg.worker ?? 0;
+        if (workers > 1 && msg.handoff !== undefined) {
+          engine.shareLocalPorts(worker, workers);
+          handoff = new Handoff(worker, workers, msg.handoff, msg.spec);
+          devices.watchWake(handoff.wakeFd);
+        }
         running = { spec: msg.spec, engine, direct };
         requests = new DataplaneRequests(engine, {
+          extraCounters: () => {
+            const out: Record<string, number> = {};
+            HANDOFF_COUNTER_NAMES.forEach((name, i) => out[name] = handoff?.counters[i] ?? 0);
+            return out;
+          },
           check: (spec) => {
             // The packet socket is opened at start only, for a spec with DR services.
             if (direct === null && spec.services.some((s) => s.forward === "dr")) {
@@ -189,6 +277,7 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
             if (running === null) return;
             running.spec = spec;
             running.direct?.replace(spec);
+            handoff?.respec(spec);
           },
         });
         post({ type: "started" });

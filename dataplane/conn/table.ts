@@ -83,6 +83,8 @@ export class ConnTable {
   readonly #wheelSlot: Int32Array;
   readonly #free: Int32Array;
   #freeTop: number;
+  /** One past the highest id ever allocated: no live entry lies at or beyond it. */
+  #highWater = 0;
   #size = 0;
   #wheelTick = -1;
 
@@ -158,9 +160,18 @@ export class ConnTable {
   allocate(): number {
     if (this.#freeTop === 0) return NIL;
     const id = this.#free[--this.#freeTop];
+    if (id >= this.#highWater) this.#highWater = id + 1;
     this.flags[id] = 0;
     this.state[id] = 0;
     return id;
+  }
+
+  /**
+   * One past the highest id ever handed out: ids are taken lowest first and reused first, so a
+   * listing stops here rather than scanning a mostly empty table to its capacity.
+   */
+  get highWater(): number {
+    return this.#highWater;
   }
 
   /** Returns an entry taken with `allocate` that was never linked. */

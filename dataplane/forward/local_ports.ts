@@ -9,18 +9,35 @@ import type { ConnTable } from "../conn/table.ts";
 
 /** Lowest local port handed out; below are the well-known and registered-by-convention ports. */
 export const LOCAL_PORT_MIN = 1024;
-const LOCAL_PORT_COUNT = 65536 - LOCAL_PORT_MIN;
 /** Ports tried per local address before moving to the next one. */
 const PROBES_PER_ADDRESS = 512;
 
-/** Rotating allocation of local ports over a pool of local addresses. */
+/**
+ * Rotating allocation of local ports over a pool of local addresses. With several workers, worker
+ * k of N hands out only ports ≡ k (mod N), so a reply's destination port names its owner (as
+ * DPVS partitions ports per lcore).
+ */
 export class LocalPortAllocator {
-  #cursor = Math.floor(Math.random() * LOCAL_PORT_COUNT);
+  /** The lowest port of this allocator's share. */
+  readonly #first: number;
+  /** How many ports the share holds. */
+  readonly #count: number;
+  #cursor: number;
   #nextAddress = 0;
   /** Local address of the last successful `allocate`. */
   address = 0;
   /** Local port of the last successful `allocate`. */
   port = 0;
+
+  /** An allocator of the ports p ≥ LOCAL_PORT_MIN with p mod `stride` = `residue`. */
+  constructor(readonly stride = 1, readonly residue = 0) {
+    if (!(stride >= 1 && residue >= 0 && residue < stride)) {
+      throw new RangeError(`bad local port share ${residue} mod ${stride}`);
+    }
+    this.#first = LOCAL_PORT_MIN + ((residue - (LOCAL_PORT_MIN % stride)) + stride) % stride;
+    this.#count = Math.floor((65535 - this.#first) / stride) + 1;
+    this.#cursor = Math.floor(Math.random() * this.#count);
+  }
 
   /**
    * Finds a free (local address, port) towards `real`:`realPort` for `proto`;
@@ -37,8 +54,8 @@ export class LocalPortAllocator {
     for (let a = 0; a < pool.length; a++) {
       const laddr = pool[(this.#nextAddress + a) % pool.length];
       for (let probe = 0; probe < PROBES_PER_ADDRESS; probe++) {
-        const lport = LOCAL_PORT_MIN + this.#cursor;
-        this.#cursor = this.#cursor + 1 === LOCAL_PORT_COUNT ? 0 : this.#cursor + 1;
+        const lport = this.#first + this.#cursor * this.stride;
+        this.#cursor = this.#cursor + 1 === this.#count ? 0 : this.#cursor + 1;
         if (conns.lookup(proto, real, realPort, laddr, lport) < 0) {
           this.#nextAddress = (this.#nextAddress + a + 1) % pool.length;
           this.address = laddr;

@@ -103,7 +103,8 @@ export function listConnections(
   const realPort = q.realAddr !== undefined && q.realPort !== undefined ? q.realPort : -1;
 
   const { live } = t;
-  const end = Math.min(t.capacity, cursor + LIST_SCAN_SLOTS);
+  // No live entry lies past the high-water mark: a listing ends there, not at the capacity.
+  const end = Math.min(t.highWater, cursor + LIST_SCAN_SLOTS);
   let id = cursor;
   for (; id < end && page.connections.length < limit; id++) {
     if (live[id] === 0) continue;
@@ -115,7 +116,7 @@ export function listConnections(
     page.connections.push(entry(t, services, now, id));
   }
   page.scanned = Math.max(0, id - cursor);
-  page.cursor = id < t.capacity ? id : null;
+  page.cursor = id < t.highWater ? id : null;
   return page;
 }
 

@@ -82,6 +82,8 @@ export interface ApplyHooks {
   check?(spec: DataplaneSpec): void;
   /** Called once the engine runs `spec`. */
   applied?(spec: DataplaneSpec): void;
+  /** Counters the worker keeps besides the engine's (the hand-off's), reported with them. */
+  extraCounters?(): Record<string, number>;
 }
 
 /** Name of a request a worker answers. */
@@ -184,6 +186,7 @@ export class DataplaneRequests {
     const e = this.engine;
     const counters: Record<string, number> = {};
     ENGINE_COUNTER_NAMES.forEach((name, i) => counters[name] = e.counters[i]);
+    Object.assign(counters, this.hooks.extraCounters?.() ?? {});
     return {
       connections: e.conns.size,
       connectionsByState: countByState(e.conns),

@@ -279,7 +279,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "reload: dataplane.offloads cannot change under a running TUN (422, restart needed)",
+  name: "reload: dataplane.offloads and .workers cannot change under a running TUN (422, restart)",
   ...opts,
 }, async () => {
   const lab = await Lab.create("offloads");
@@ -293,6 +293,16 @@ Deno.test({
       assert.equal(res.status, 422, res.body);
       assert.match(res.body, /dataplane\.offloads false differs from the running true/);
       assert.match(res.body, /restart tunvs to change it/);
+      // Nor the number of workers (TUN queues): running with the default, one per core.
+      const running = Math.min(16, navigator.hardwareConcurrency || 1);
+      const other = running === 1 ? 2 : 1;
+      await Deno.writeTextFile(config, `dataplane:\n  workers: ${other}\n${text}`);
+      const workers = await app.request("POST", "/api/v1/config/reload", {});
+      assert.equal(workers.status, 422, workers.body);
+      assert.match(
+        workers.body,
+        new RegExp(`dataplane\\.workers ${other} differs from the running ${running}`),
+      );
       // Still forwarding as before.
       assert.match(await probe(lab, s), /^web0[12]$/);
     });

@@ -3,10 +3,12 @@ import {
   type ApplianceConfig,
   ConfigError,
   type ConfigIssue,
+  dataplaneWorkers,
   DEFAULT_CONFIG_PATH,
   formatIssue,
   FORWARD_METHODS,
   loadConfig,
+  MAX_WORKERS,
   parseConfig,
   realReplyPorts,
 } from "../../control/config.ts";
@@ -810,4 +812,16 @@ Deno.test("a fullnat service may have no local address yet (DPVS adds the reals 
   assert.deepEqual(config.services[0].localAddresses, []);
   // It compiles to the dataplane, which drops its new connections (no_local_port).
   assert.deepEqual(compileDataplaneSpec(config).services[0].localAddresses, []);
+});
+
+Deno.test("dataplane.workers: 1..16, absent means one per core", () => {
+  assert.equal(parseConfig("services: []\n").dataplane.workers, undefined);
+  assert.ok(dataplaneWorkers(parseConfig("services: []\n")) >= 1);
+  assert.ok(dataplaneWorkers(parseConfig("services: []\n")) <= MAX_WORKERS);
+  assert.equal(parseConfig("dataplane: { workers: 2 }\nservices: []\n").dataplane.workers, 2);
+  assert.equal(dataplaneWorkers(parseConfig("dataplane: { workers: 3 }\nservices: []\n")), 3);
+  for (const bad of ["0", "17", "1.5", "two"]) {
+    const issue = onlyIssue(`dataplane:\n  workers: ${bad}\nservices: []\n`);
+    assert.equal(where(issue), "2:12 dataplane.workers");
+  }
 });

@@ -83,7 +83,7 @@ Deno.test("listing: an entry shows what ipvsadm -Lnc shows", () => {
   const page = listConnections(t, SERVICES, 500, {});
   assert.equal(page.total, 2);
   assert.equal(page.cursor, null, "the whole table fits in one scan");
-  assert.equal(page.scanned, 64);
+  assert.equal(page.scanned, 2, "the scan ends at the highest id ever used");
   // Ids come from the free list from 0 up.
   assert.deepEqual(page.connections, [
     {
