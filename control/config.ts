@@ -48,9 +48,13 @@ export type ForwardMethod = ForwardName;
 /** Most dataplane workers (TUN queues) `dataplane.workers` takes, and the default's cap. */
 export const MAX_WORKERS = 16;
 
-/** Dataplane workers when `dataplane.workers` is left out: one per core, at most MAX_WORKERS. */
+/**
+ * Dataplane workers when `dataplane.workers` is left out: one. Several workers reorder a new
+ * connection's handshake ACK against its first data (docs/workers.md, "Known limits"), so they
+ * are the operator's choice until a steering program picks the owner's queue in the kernel.
+ */
 export function defaultWorkers(): number {
-  return Math.max(1, Math.min(MAX_WORKERS, navigator.hardwareConcurrency || 1));
+  return 1;
 }
 
 /** The dataplane workers `config` asks for: `dataplane.workers`, else one per core. */

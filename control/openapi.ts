@@ -558,7 +558,7 @@ const SCHEMAS: Record<string, JsonSchema> = {
             type: "integer",
             minimum: 1,
             maximum: 16,
-            description: "Dataplane workers, one per TUN queue (read at start); default: cores.",
+            description: "Dataplane workers, one per TUN queue (read at start); default 1.",
           },
         },
       },

@@ -223,12 +223,13 @@ async function run(devices: TunSet, e: Engine, req: DataplaneRequests): Promise<
       lastTick = now;
     }
     req.tick(now);
+    // Packets handed over by other workers first: they were read before anything this worker
+    // reads now, and a flow's first packets may come that way while its next ones come straight.
+    let read = hand !== null ? forwardHandedIn(tun, batch, handedMarks, e, req, hand) : 0;
     // A batch from each device in turn; a device's packets stand for its firewall mark.
-    let read = 0;
     for (let d = 0; d < devices.count; d++) {
       read += forwardBatch(devices.device(d), devices.mark(d), batch, e, req, hand);
     }
-    if (hand !== null) read += forwardHandedIn(tun, batch, handedMarks, e, req, hand);
     if (read === 0) {
       // Idle, the loop still wakes in time for the next rate sample, or when handed a packet.
       await devices.waitReadable(Math.min(TICK_MS, Math.ceil(req.untilNextSample(now)) + 1));

@@ -265,7 +265,11 @@ export class Lab {
       sweptThisProcess = true;
       await Lab.sweepStale();
     }
-    return new Lab(labId(Deno.pid, labCounter++), tag);
+    // A reused pid can meet namespaces its dead namesake left: take the next unused id.
+    const taken = await listNamespaces();
+    let id = labId(Deno.pid, labCounter++);
+    while (taken.some((ns) => ns.startsWith(`${id}-`))) id = labId(Deno.pid, labCounter++);
+    return new Lab(id, tag);
   }
 
   /**
