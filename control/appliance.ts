@@ -105,6 +105,13 @@ export async function runAppliance(configPath: string): Promise<number> {
           `${applied.dataplane.offloads}; restart tunvs to change it`,
       );
     }
+    // The worker set its batch I/O up at start.
+    if (next.dataplane.io !== applied.dataplane.io) {
+      throw new ReloadError(
+        `dataplane.io ${next.dataplane.io} differs from the running ` +
+          `${applied.dataplane.io}; restart tunvs to change it`,
+      );
+    }
     if (sync) health.sync(next);
     const undoSync = () => {
       if (sync) health.sync(applied);
@@ -248,6 +255,7 @@ export async function runAppliance(configPath: string): Promise<number> {
       linked,
       (message) => stop(1, "dataplane failed", { error: message }),
       tun.offloads,
+      config.dataplane.io,
     );
     dataplane.setMarkDevices(marks.handOver(config));
     links = new LinkRefresher(

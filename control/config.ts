@@ -19,6 +19,7 @@ import { z } from "zod";
 import { SCHEDULER_NAMES, type SchedulerName } from "../dataplane/sched/registry.ts";
 import { FORWARD_METHODS as FORWARD_METHOD_NAMES, type ForwardName } from "../dataplane/service.ts";
 import { MAX_TIMEOUT_SECONDS } from "../dataplane/stats/requests.ts";
+import { DEFAULT_TUN_IO, TUN_IO_CHOICES, type TunIoChoice } from "../dataplane/tun_io_choice.ts";
 import {
   SYNPROXY_DEFAULTS,
   SYNPROXY_MAX_MSS,
@@ -51,6 +52,8 @@ export const CONFIG_DEFAULTS = {
   tun: "tunvs0",
   // IFF_VNET_HDR + TUNSETOFFLOAD: checksum and TSO/USO offloads on the TUN (docs/offloads.md).
   offloads: true,
+  // One io_uring_enter per batch instead of a syscall per packet (docs/performance.md).
+  io: DEFAULT_TUN_IO,
   timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
   protocol: "tcp",
   // ipvsadm's default.
@@ -63,6 +66,7 @@ export const CONFIG_DEFAULTS = {
   adminListen: string;
   tun: string;
   offloads: boolean;
+  io: TunIoChoice;
   timeouts: { tcp: number; tcpfin: number; udp: number };
   protocol: Protocol;
   scheduler: SchedulerName;
@@ -178,8 +182,11 @@ export type AdminConfig = AdminListen & { listen: string; tokenFile?: string };
 /** The whole validated appliance configuration, with every default filled in. */
 export interface ApplianceConfig {
   admin: AdminConfig;
-  /** `offloads`: open the TUN with virtio_net_hdr and offloads (read at start only). */
-  dataplane: { tun: string; offloads: boolean };
+  /**
+   * `offloads`: open the TUN with virtio_net_hdr and offloads; `io`: how batches are read and
+   * written (both read at start only).
+   */
+  dataplane: { tun: string; offloads: boolean; io: TunIoChoice };
   host: { uplink?: string; realside?: string };
   timeouts: { tcp: number; tcpfin: number; udp: number };
   /** FULLNAT's global local address pool (`local_addresses`). */
@@ -601,6 +608,7 @@ const configSchema = strictMap({
   dataplane: strictMap({
     tun: interfaceName.default(CONFIG_DEFAULTS.tun),
     offloads: z.boolean().default(CONFIG_DEFAULTS.offloads),
+    io: z.enum(TUN_IO_CHOICES).default(CONFIG_DEFAULTS.io),
   }).prefault({}),
   host: strictMap({ uplink: interfaceName.optional(), realside: interfaceName.optional() })
     .prefault({}),
@@ -1150,7 +1158,7 @@ function toModel(out: SchemaOutput): ApplianceConfig {
       ...listen,
       ...(out.admin.token_file === undefined ? {} : { tokenFile: out.admin.token_file }),
     },
-    dataplane: { tun: out.dataplane.tun, offloads: out.dataplane.offloads },
+    dataplane: { tun: out.dataplane.tun, offloads: out.dataplane.offloads, io: out.dataplane.io },
     host: {
       ...(out.host.uplink === undefined ? {} : { uplink: out.host.uplink }),
       ...(out.host.realside === undefined ? {} : { realside: out.host.realside }),

@@ -4,6 +4,7 @@
  */
 import type { RealLink } from "../dataplane/direct_routes.ts";
 import type { DataplaneSpec } from "../dataplane/service.ts";
+import { DEFAULT_TUN_IO, type TunIoChoice } from "../dataplane/tun_io_choice.ts";
 import type { MarkDevice } from "../dataplane/tun_set.ts";
 import type {
   ApplyResult,
@@ -36,7 +37,7 @@ export class DataplaneHandle {
 
   /**
    * Starts a worker on the open TUN descriptor `fd` (opened with the TUN_F `offloads`, 0 for
-   * none); resolves once it runs.
+   * none) and reading and writing its batches through `io`; resolves once it runs.
    */
   static start(
     fd: number,
@@ -44,6 +45,7 @@ export class DataplaneHandle {
     spec: DataplaneSpec,
     onFailure: (message: string) => void,
     offloads = 0,
+    io: TunIoChoice = DEFAULT_TUN_IO,
   ): Promise<DataplaneHandle> {
     const worker = new Worker(new URL("../dataplane/worker.ts", import.meta.url), {
       type: "module",
@@ -80,7 +82,10 @@ export class DataplaneHandle {
             break;
         }
       };
-      handle.#send({ type: "start", fd, tun, offloads, spec });
+      // `io` rides along for the worker's useTunIo; ToWorker's start message is to name it (the
+      // worker change is made at merge, see docs/performance.md, "Syscall batching").
+      const start: ToWorker & { io: TunIoChoice } = { type: "start", fd, tun, offloads, spec, io };
+      handle.#send(start);
     });
   }
 

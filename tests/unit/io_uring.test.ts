@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { IoUring, IoUringError, IoUringOp } from "../../dataplane/io_uring.ts";
 import { ringAdvance, ringFree, ringSlot, ringUsed } from "../../dataplane/io_uring_ring.ts";
 import { PacketBatch, TunDevice } from "../../dataplane/tun.ts";
-import { TunUringIo } from "../../dataplane/tun_uring_io.ts";
+import { useTunIo } from "../../dataplane/tun_io_choice.ts";
 import { get16 } from "../../dataplane/wire/bytes.ts";
 import { udp } from "../fixtures/packet_builders.ts";
 
@@ -89,6 +89,17 @@ Deno.test({
   },
 });
 
+Deno.test("useTunIo with syscalls leaves the device on read/write per packet and says so", () => {
+  const logs: string[] = [];
+  const tun = TunDevice.adopt(-1, "tvsnone0");
+  assert.equal(useTunIo(tun, "syscalls", (line) => logs.push(line)), tun);
+  assert.deepEqual(logs, [
+    "tunvs: tvsnone0 batch I/O: syscalls (one read/write per packet, as configured)",
+  ]);
+  // The device reads with read(2): on descriptor −1 that fails with EBADF, not through a ring.
+  assert.throws(() => tun.readBatch(new PacketBatch(1)), /read from tvsnone0 failed: Bad file/);
+});
+
 // --- the child, run inside the namespace ---------------------------------------------------------
 
 async function ip(...args: string[]): Promise<void> {
@@ -96,10 +107,14 @@ async function ip(...args: string[]): Promise<void> {
   if (!r.success) throw new Error(`ip ${args.join(" ")}: ${new TextDecoder().decode(r.stderr)}`);
 }
 
-/** Reads and writes `IFNAME` through TunUringIo; prints what happened as JSON. */
+/**
+ * Reads and writes `IFNAME` through TunUringIo, set up as the worker sets it up (`useTunIo`);
+ * prints what happened as JSON.
+ */
 async function child(): Promise<void> {
-  const tun = TunDevice.open(IFNAME);
-  const io = TunUringIo.open(tun);
+  const logs: string[] = [];
+  const io = useTunIo(TunDevice.open(IFNAME), "io_uring", (line) => logs.push(line));
+  const tun = io;
   await ip("link", "set", "lo", "up");
   await ip("addr", "add", `${LOCAL}/24`, "dev", IFNAME);
   Deno.writeTextFileSync(`/proc/sys/net/ipv6/conf/${IFNAME}/disable_ipv6`, "1");
@@ -140,10 +155,11 @@ async function child(): Promise<void> {
     const [data] = await sock.receive();
     received.push(new TextDecoder().decode(data));
   }
-  io.close();
   tun.close();
   sock.close();
-  console.log(JSON.stringify({ emptyBefore, ports, batches, emptyAfter, written, received }));
+  console.log(
+    JSON.stringify({ logs, emptyBefore, ports, batches, emptyAfter, written, received }),
+  );
 }
 
 if (import.meta.main) {
@@ -160,7 +176,7 @@ Deno.test({
     ? `a TUN round trip through io_uring (skipped: ${refused})`
     : !isRoot
     ? "a TUN round trip through io_uring (skipped: needs root for a namespace and a TUN)"
-    : "TunUringIo reads every queued packet in order in batches, and writes a batch skipping -1",
+    : "a TUN set to io_uring reads every queued packet in order in batches, writes a batch skipping -1",
   ignore: refused !== null || !isRoot,
   fn: async () => {
     const ns = `tunvs-uring-${Deno.pid}`;
@@ -176,6 +192,9 @@ Deno.test({
       const stdout = new TextDecoder().decode(r.stdout).trim();
       assert.ok(r.success, `child failed:\n${stdout}\n${new TextDecoder().decode(r.stderr)}`);
       const got = JSON.parse(stdout.split("\n").at(-1)!);
+      assert.deepEqual(got.logs, [
+        `tunvs: ${IFNAME} batch I/O: io_uring (one io_uring_enter per batch)`,
+      ]);
       assert.equal(got.emptyBefore, 0);
       assert.deepEqual(got.ports, Array.from({ length: 20 }, (_, i) => 9000 + i));
       assert.ok(got.batches.every((n: number) => n <= 8), JSON.stringify(got.batches));
