@@ -210,8 +210,9 @@ export class IoUring {
 
   /**
    * Registers `fd` as the ring's only fixed file, index 0: SQEs with IOSQE_FIXED_FILE and fd 0
-   * then skip the kernel's per-request descriptor lookup and reference count. Returns false if
-   * the kernel refuses.
+   * then skip the kernel's per-request descriptor lookup and reference count. The ring holds the
+   * file until it is torn down (asynchronously, after its descriptor closes), so a registered TUN
+   * outlives its own close. Returns false if the kernel refuses.
    */
   registerFile(fd: number): boolean {
     const fds = new Int32Array([fd]);

@@ -10,7 +10,7 @@
  * @module
  */
 import { Errno, strerror } from "./libc.ts";
-import { addressHalves, IOSQE_FIXED_FILE, IoUring, IoUringOp } from "./io_uring.ts";
+import { addressHalves, IoUring, IoUringOp } from "./io_uring.ts";
 import { type PacketBatch, SLOT_BYTES, type TunDevice, TunError, type WriteResult } from "./tun.ts";
 
 /** RWF_NOWAIT: fail with EAGAIN instead of waiting (include/uapi/linux/fs.h). */
@@ -26,15 +26,19 @@ export class TunUringIo {
   #addrHi = new Uint32Array(0);
   /** Reads the next batch asks for first: as many as the last batch found. */
   #reads: number;
-  /** What SQEs name the device by: fixed file 0 when registered, else its descriptor. */
+  /**
+   * What SQEs name the device by: its descriptor, not a registered file. A registered file is a
+   * reference the ring holds, and the kernel drops it only when it tears the ring down, which it
+   * does asynchronously even after the process exits: the TUN interface then outlives tunvs for a
+   * moment, and a restart finds its name taken. The per-SQE descriptor lookup it would save is
+   * small against the packet's own cost.
+   */
   readonly #fd: number;
-  readonly #sqeFlags: number;
+  readonly #sqeFlags = 0;
 
   private constructor(readonly tun: TunDevice, readonly ring: IoUring) {
     this.#reads = ring.sqEntries;
-    const fixed = ring.registerFile(tun.fd);
-    this.#fd = fixed ? 0 : tun.fd;
-    this.#sqeFlags = fixed ? IOSQE_FIXED_FILE : 0;
+    this.#fd = tun.fd;
   }
 
   /** Sets up a ring of `entries` slots for `tun`; throws IoUringError if io_uring is refused. */
