@@ -52,7 +52,7 @@ export const CONFIG_DEFAULTS = {
   tun: "tunvs0",
   // IFF_VNET_HDR + TUNSETOFFLOAD: checksum and TSO/USO offloads on the TUN (docs/offloads.md).
   offloads: true,
-  // One io_uring_enter per batch instead of a syscall per packet (docs/performance.md).
+  // A syscall per packet; io_uring (one enter per batch) is opt-in (docs/performance.md).
   io: DEFAULT_TUN_IO,
   timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
   protocol: "tcp",

@@ -1,9 +1,10 @@
 /**
  * Which path a TUN's batches take: one read(2) / write(2) per packet through FFI, or one
- * io_uring_enter per batch (tun_uring_io.ts). io_uring is the default: on 64-byte packets it
- * wrote about 1.3× and read about 1.1× the packets per second (bench/tun_io.ts, figures in
- * docs/performance.md). A kernel or sandbox that refuses io_uring gets the syscalls, said in
- * the log.
+ * io_uring_enter per batch (tun_uring_io.ts). The syscalls are the default: on 64-byte packets
+ * io_uring wrote 1.15–1.25× and read 1.05–1.15× the packets per second (bench/tun_io.ts, figures
+ * in docs/performance.md), short of a clear win, and a read that finds the queue empty costs it
+ * four times as much. With io_uring chosen, a kernel or sandbox that refuses it gets the syscalls,
+ * said in the log.
  *
  * @module
  */
@@ -18,7 +19,7 @@ export const TUN_IO_CHOICES = ["syscalls", "io_uring"] as const;
 export type TunIoChoice = typeof TUN_IO_CHOICES[number];
 
 /** `dataplane.io` when the configuration leaves it out. */
-export const DEFAULT_TUN_IO: TunIoChoice = "io_uring";
+export const DEFAULT_TUN_IO: TunIoChoice = "syscalls";
 
 /**
  * Sets up `choice` for `tun`'s batches in this thread (the thread that reads and writes it: a
