@@ -82,8 +82,8 @@ export class DataplaneHandle {
             break;
         }
       };
-      // `io` rides along for the worker's useTunIo; ToWorker's start message is to name it (the
-      // worker change is made at merge, see docs/performance.md, "Syscall batching").
+      // `io` rides along for the worker, which hands it to useTunIo (tun_io_choice.ts) on the
+      // device it adopts; ToWorker's start message is to name it when the worker does.
       const start: ToWorker & { io: TunIoChoice } = { type: "start", fd, tun, offloads, spec, io };
       handle.#send(start);
     });
