@@ -14,9 +14,14 @@
 import type { Benchmark, BenchOutcome, TargetCheck } from "./bench.ts";
 import { connTableBenchmark } from "./conn_table.ts";
 import { forwardingBenchmark } from "./forwarding.ts";
+import { tunIoBenchmark } from "./tun_io.ts";
 
 /** Every benchmark the runner knows, in the order it runs them; new ones are added here. */
-export const BENCHMARKS: readonly Benchmark[] = [connTableBenchmark, forwardingBenchmark];
+export const BENCHMARKS: readonly Benchmark[] = [
+  connTableBenchmark,
+  tunIoBenchmark,
+  forwardingBenchmark,
+];
 
 /** The command line, parsed. */
 export interface RunArgs {

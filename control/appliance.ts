@@ -111,6 +111,13 @@ export async function runAppliance(configPath: string): Promise<number> {
           `${dataplane.workers}; restart tunvs to change it`,
       );
     }
+    // The worker set its batch I/O up at start.
+    if (next.dataplane.io !== applied.dataplane.io) {
+      throw new ReloadError(
+        `dataplane.io ${next.dataplane.io} differs from the running ` +
+          `${applied.dataplane.io}; restart tunvs to change it`,
+      );
+    }
     if (sync) health.sync(next);
     const undoSync = () => {
       if (sync) health.sync(applied);
@@ -262,6 +269,7 @@ export async function runAppliance(configPath: string): Promise<number> {
       linked,
       (message) => stop(1, "dataplane failed", { error: message }),
       tun.offloads,
+      config.dataplane.io,
     );
     dataplane.setMarkDevices(marks.handOver(config));
     links = new LinkRefresher(

@@ -19,6 +19,7 @@ import { z } from "zod";
 import { SCHEDULER_NAMES, type SchedulerName } from "../dataplane/sched/registry.ts";
 import { FORWARD_METHODS as FORWARD_METHOD_NAMES, type ForwardName } from "../dataplane/service.ts";
 import { MAX_TIMEOUT_SECONDS } from "../dataplane/stats/requests.ts";
+import { DEFAULT_TUN_IO, TUN_IO_CHOICES, type TunIoChoice } from "../dataplane/tun_io_choice.ts";
 import {
   SYNPROXY_DEFAULTS,
   SYNPROXY_MAX_MSS,
@@ -68,6 +69,8 @@ export const CONFIG_DEFAULTS = {
   tun: "tunvs0",
   // IFF_VNET_HDR + TUNSETOFFLOAD: checksum and TSO/USO offloads on the TUN (docs/offloads.md).
   offloads: true,
+  // A syscall per packet; io_uring (one enter per batch) is opt-in (docs/performance.md).
+  io: DEFAULT_TUN_IO,
   timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
   protocol: "tcp",
   // ipvsadm's default.
@@ -80,6 +83,7 @@ export const CONFIG_DEFAULTS = {
   adminListen: string;
   tun: string;
   offloads: boolean;
+  io: TunIoChoice;
   timeouts: { tcp: number; tcpfin: number; udp: number };
   protocol: Protocol;
   scheduler: SchedulerName;
@@ -196,10 +200,11 @@ export type AdminConfig = AdminListen & { listen: string; tokenFile?: string };
 export interface ApplianceConfig {
   admin: AdminConfig;
   /**
-   * `offloads`: open the TUN with virtio_net_hdr and offloads (read at start only). `workers`:
-   * dataplane workers, one per TUN queue (read at start only); absent: `defaultWorkers()`.
+   * `offloads`: open the TUN with virtio_net_hdr and offloads; `workers`: dataplane workers, one
+   * per TUN queue (absent: `defaultWorkers()`); `io`: how batches are read and written (all three
+   * read at start only).
    */
-  dataplane: { tun: string; offloads: boolean; workers?: number };
+  dataplane: { tun: string; offloads: boolean; workers?: number; io: TunIoChoice };
   host: { uplink?: string; realside?: string };
   timeouts: { tcp: number; tcpfin: number; udp: number };
   /** FULLNAT's global local address pool (`local_addresses`). */
@@ -622,6 +627,7 @@ const configSchema = strictMap({
     tun: interfaceName.default(CONFIG_DEFAULTS.tun),
     offloads: z.boolean().default(CONFIG_DEFAULTS.offloads),
     workers: intInRange(1, MAX_WORKERS).optional(),
+    io: z.enum(TUN_IO_CHOICES).default(CONFIG_DEFAULTS.io),
   }).prefault({}),
   host: strictMap({ uplink: interfaceName.optional(), realside: interfaceName.optional() })
     .prefault({}),
@@ -1172,6 +1178,7 @@ function toModel(out: SchemaOutput): ApplianceConfig {
       tun: out.dataplane.tun,
       offloads: out.dataplane.offloads,
       ...(out.dataplane.workers === undefined ? {} : { workers: out.dataplane.workers }),
+      io: out.dataplane.io,
     },
     host: {
       ...(out.host.uplink === undefined ? {} : { uplink: out.host.uplink }),

@@ -7,6 +7,7 @@ import type { RealLink } from "../dataplane/direct_routes.ts";
 import { closeHandoffShared, type HandoffShared, makeHandoffShared } from "../dataplane/handoff.ts";
 import type { DataplaneSpec } from "../dataplane/service.ts";
 import type { ConnectionQuery } from "../dataplane/stats/conn_listing.ts";
+import { DEFAULT_TUN_IO, type TunIoChoice } from "../dataplane/tun_io_choice.ts";
 import type { MarkDevice } from "../dataplane/tun_set.ts";
 import type {
   ApplyResult,
@@ -136,7 +137,8 @@ export class DataplaneHandle {
 
   /**
    * Starts one worker per open TUN queue descriptor of `fds` (a number: one queue), opened with
-   * the TUN_F `offloads` (0 for none); resolves once all run.
+   * the TUN_F `offloads` (0 for none), each reading and writing its batches through `io`;
+   * resolves once all run.
    */
   static async start(
     fds: number | number[],
@@ -144,6 +146,7 @@ export class DataplaneHandle {
     spec: DataplaneSpec,
     onFailure: (message: string) => void,
     offloads = 0,
+    io: TunIoChoice = DEFAULT_TUN_IO,
   ): Promise<DataplaneHandle> {
     const queues = typeof fds === "number" ? [fds] : fds;
     const workers = queues.length;
@@ -154,6 +157,7 @@ export class DataplaneHandle {
         fd,
         tun,
         offloads,
+        io,
         spec,
         worker,
         workers,

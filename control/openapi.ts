@@ -12,6 +12,7 @@ import denoJson from "../deno.json" with { type: "json" };
 import { CONN_STATE_NAMES } from "../dataplane/conn/state.ts";
 import { FORWARD_METHODS as IPVSADM_FORWARD_NAMES } from "../dataplane/service.ts";
 import { LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT } from "../dataplane/stats/conn_listing.ts";
+import { TUN_IO_CHOICES } from "../dataplane/tun_io_choice.ts";
 import {
   SYNPROXY_DEFAULTS,
   SYNPROXY_MAX_MSS,
@@ -559,6 +560,14 @@ const SCHEMAS: Record<string, JsonSchema> = {
             minimum: 1,
             maximum: 16,
             description: "Dataplane workers, one per TUN queue (read at start); default 1.",
+          },
+          io: {
+            type: "string",
+            enum: [...TUN_IO_CHOICES],
+            default: CONFIG_DEFAULTS.io,
+            description: "How TUN batches are read and written: one syscall per packet, or one " +
+              "io_uring_enter per batch, falling back to syscalls when io_uring is refused " +
+              "(read at start).",
           },
         },
       },

@@ -88,6 +88,16 @@ export interface WriteResult {
   failed: number;
 }
 
+/** Another way to read and write a TUN's batches (io_uring: tun_uring_io.ts). */
+export interface TunBatchIo {
+  /** Reads packets into `batch` until the queue is empty or the batch is full; never blocks. */
+  readBatch(batch: PacketBatch): number;
+  /** Writes every slot of `batch` from `from` up to `to` with a positive length. */
+  writeBatch(batch: PacketBatch, from: number, to: number): WriteResult;
+  /** Releases what it holds (not the TUN descriptor). */
+  close(): void;
+}
+
 /** How `TunDevice.open` sets the device up. */
 export interface TunOptions {
   /** Ask for IFF_VNET_HDR and offloads (default false). */
@@ -113,6 +123,8 @@ export class TunDevice {
    * single-queue device. Each worker but the first reads one; `close` closes them all.
    */
   queueFds: number[] = [];
+  /** Where batches go instead of read(2)/write(2) per packet, once `useBatchIo` set it. */
+  #batchIo: TunBatchIo | null = null;
 
   /**
    * Wraps `fd`; `offloads` are the TUN_F bits the kernel took (0: none, and then no
@@ -244,6 +256,7 @@ export class TunDevice {
    * returns how many were read. Never blocks.
    */
   readBatch(batch: PacketBatch): number {
+    if (this.#batchIo !== null) return this.#batchIo.readBatch(batch);
     const c = libc();
     let n = 0;
     while (n < batch.slots) {
@@ -262,6 +275,7 @@ export class TunDevice {
 
   /** Writes every slot of `batch` from `from` up to `to` with a positive length. */
   writeBatch(batch: PacketBatch, from = 0, to = batch.count): WriteResult {
+    if (this.#batchIo !== null) return this.#batchIo.writeBatch(batch, from, to);
     const c = libc();
     let written = 0;
     let failed = 0;
@@ -302,6 +316,14 @@ export class TunDevice {
     return { written, failed };
   }
 
+  /**
+   * Reads and writes batches through `io` from now on (it was set up on this descriptor, in
+   * this thread); `close` closes it too.
+   */
+  useBatchIo(io: TunBatchIo): void {
+    this.#batchIo = io;
+  }
+
   /** Waits off-thread until a packet is readable or `timeoutMs` passes. */
   async waitReadable(timeoutMs: number): Promise<boolean> {
     const r = await libc().poll(this.#pollfd, 1n, timeoutMs);
@@ -313,6 +335,7 @@ export class TunDevice {
     if (this.#closed) return;
     this.#closed = true;
     for (const fd of this.queueFds) libc().close(fd);
+    this.#batchIo?.close();
     libc().close(this.fd);
   }
 }

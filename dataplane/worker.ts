@@ -14,6 +14,7 @@ import { Outbox } from "./outbox.ts";
 import { Handoff, HANDOFF_COUNTER_NAMES, type HandoffShared } from "./handoff.ts";
 import { PacketBatch, SLOT_BYTES, TunDevice } from "./tun.ts";
 import { type MarkDevice, TunSet } from "./tun_set.ts";
+import { type TunIoChoice, useTunIo } from "./tun_io_choice.ts";
 
 export type { ApplyResult } from "./apply.ts";
 export type {
@@ -39,6 +40,8 @@ export type ToWorker =
     fd: number;
     tun: string;
     offloads: number;
+    /** How the worker's queue reads and writes its batches (io_uring falls back, logged). */
+    io: TunIoChoice;
     spec: DataplaneSpec;
     /** This worker's index and how many there are (absent: 0 of 1). */
     worker?: number;
@@ -251,7 +254,7 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
   switch (msg.type) {
     case "start": {
       try {
-        devices = new TunSet(TunDevice.adopt(msg.fd, msg.tun, msg.offloads));
+        devices = new TunSet(useTunIo(TunDevice.adopt(msg.fd, msg.tun, msg.offloads), msg.io));
         const direct = DirectRoutes.open(msg.spec, msg.offloads !== 0);
         const engine = new Engine(msg.spec, direct ?? undefined);
         const workers = msg.workers ?? 1;

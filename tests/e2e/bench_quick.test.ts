@@ -76,7 +76,15 @@ Deno.test(
 
       const json = JSON.parse(await Deno.readTextFile(out));
       assert.equal(json.quick, true);
-      assert.deepEqual(Object.keys(json.benchmarks), ["conn_table", "forwarding"]);
+      assert.deepEqual(Object.keys(json.benchmarks), ["conn_table", "tun_io", "forwarding"]);
+      // TUN I/O: both paths measured both ways, with figures and ratios that agree.
+      assert.match(stdout, /^tun_io: /m);
+      const io = json.benchmarks.tun_io;
+      for (const way of ["write", "read"]) {
+        const [sys, uring] = [io[way].syscalls.pps, io[way].io_uring.pps];
+        assert.ok(sys > 0 && uring > 0, `tun_io ${way}: ${sys} ${uring}`);
+        assert.ok(Math.abs(io[way].ratio - uring / sys) < 1e-9, `tun_io ${way} ratio`);
+      }
       const fwd = json.benchmarks.forwarding;
       assert.equal(fwd.seconds, 1);
       assert.ok(fwd.latencyRate >= 50);

@@ -130,10 +130,10 @@ Deno.test("bench flags: --quick, --only NAME, --out PATH; unknown ones are refus
     parseRunArgs(["--quick", "--only", "conn_table", "--out=/tmp/x.json", "--seconds", "3"]),
     { quick: true, only: "conn_table", out: "/tmp/x.json", seconds: 3 },
   );
-  assert.deepEqual(BENCHMARKS.map((b) => b.name), ["conn_table", "forwarding"]);
+  assert.deepEqual(BENCHMARKS.map((b) => b.name), ["conn_table", "tun_io", "forwarding"]);
   assert.throws(
     () => parseRunArgs(["--only", "nope"]),
-    /unknown benchmark nope; known: conn_table, forwarding/,
+    /unknown benchmark nope; known: conn_table, tun_io, forwarding/,
   );
   assert.throws(() => parseRunArgs(["--seconds", "0"]), /--seconds must be a whole number/);
   assert.throws(() => parseRunArgs(["--seconds", "1.5"]), /--seconds must be a whole number/);

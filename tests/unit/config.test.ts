@@ -46,7 +46,7 @@ Deno.test("default appliance.yaml parses to the seed topology", async () => {
   const path = new URL("../../appliance.yaml", import.meta.url).pathname;
   const expected: ApplianceConfig = {
     admin: { listen: "127.0.0.1:9180", transport: "tcp", host: "127.0.0.1", port: 9180 },
-    dataplane: { tun: "tunvs0", offloads: true },
+    dataplane: { tun: "tunvs0", offloads: true, io: "syscalls" },
     host: {},
     timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
     localAddresses: [],
@@ -75,7 +75,7 @@ Deno.test("defaults are applied for every optional key", () => {
   );
   assert.deepEqual(cfg, {
     admin: { listen: "127.0.0.1:9180", transport: "tcp", host: "127.0.0.1", port: 9180 },
-    dataplane: { tun: "tunvs0", offloads: true },
+    dataplane: { tun: "tunvs0", offloads: true, io: "syscalls" },
     host: {},
     timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
     localAddresses: [],
@@ -106,7 +106,7 @@ Deno.test("explicit values override defaults, including host and admin", () => {
   const cfg = parseConfig(
     [
       "admin: { listen: 0.0.0.0:8080, token_file: /etc/tunvs/admin.token }",
-      "dataplane: { tun: lb0, offloads: true }",
+      "dataplane: { tun: lb0, offloads: true, io: io_uring }",
       "host: { uplink: eth0, realside: eth1 }",
       "timeouts: { tcp: 1, tcpfin: 2147483, udp: 3 }",
       "services:",
@@ -121,7 +121,7 @@ Deno.test("explicit values override defaults, including host and admin", () => {
     port: 8080,
     tokenFile: "/etc/tunvs/admin.token",
   });
-  assert.deepEqual(cfg.dataplane, { tun: "lb0", offloads: true });
+  assert.deepEqual(cfg.dataplane, { tun: "lb0", offloads: true, io: "io_uring" });
   assert.deepEqual(cfg.host, { uplink: "eth0", realside: "eth1" });
   assert.deepEqual(cfg.timeouts, { tcp: 1, tcpfin: 2147483, udp: 3 });
   assert.equal(cfg.services[0].scheduler, "wrr");
