@@ -16,6 +16,7 @@ const opts = e2eOptions("multi-worker tests");
 let lab: Lab;
 let topo: Seed000;
 let config: string;
+let uringConfig: string;
 /** The client's extra addresses: the owner is a hash of the client address. */
 const CLIENTS = Array.from({ length: 8 }, (_, i) => `192.168.1.${40 + i}`);
 const LOCAL_ADDRESS = "10.0.3.1";
@@ -97,6 +98,12 @@ Deno.test(
         reals,
       },
     ], ["admin:", "  listen: 127.0.0.1:9180", "dataplane:", "  tun: tunvs0", "  workers: 2"]);
+    const text = await Deno.readTextFile(config);
+    uringConfig = `${dir}/workers-io_uring.yaml`;
+    await Deno.writeTextFile(
+      uringConfig,
+      text.replace("  workers: 2\n", "  workers: 2\n  io: io_uring\n"),
+    );
   },
 );
 
@@ -105,6 +112,23 @@ function sample(page: string, name: string, labels: string): number {
   const line = page.split("\n").find((l) => l.startsWith(`${name}{${labels}}`));
   return line === undefined ? 0 : Number(line.split(" ").at(-1));
 }
+
+Deno.test({ name: "workers: io_uring batch I/O forwards NAT and FULLNAT", ...opts }, async () => {
+  await withAppliance(lab, uringConfig, async (app) => {
+    for (const a of CLIENTS) {
+      for (const port of [80, 83]) {
+        const r = await curl(lab, "client", `http://${topo.vip}:${port}/`, {
+          timeoutSec: 5,
+          extraArgs: ["--interface", a],
+        });
+        assert.equal(r.code, 200, `${a} → :${port}: ${r.stderr}`);
+      }
+    }
+    // Each worker took io_uring (no fallback to syscalls on this kernel).
+    const took = app.logs().split("\n").filter((l) => /batch I\/O: io_uring/.test(l));
+    assert.equal(took.length, 2, app.logs());
+  });
+});
 
 Deno.test({ name: "workers: two workers forward, hand off and keep state", ...opts }, async () => {
   await withAppliance(lab, config, async (app) => {
