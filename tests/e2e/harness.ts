@@ -4,8 +4,8 @@
  */
 import assert from "node:assert/strict";
 import type { ConnectionEntry } from "../../dataplane/stats/conn_listing.ts";
-import { type ApplianceProcess, startAppliance } from "../../lab/appliance.ts";
-import type { Lab } from "../../lab/netns.ts";
+import { type ApplianceProcess, REPO_ROOT, startAppliance } from "../../lab/appliance.ts";
+import type { Lab, RunResult } from "../../lab/netns.ts";
 import { curl } from "../../lab/servers.ts";
 import { prng } from "../fixtures/prng.ts";
 import { needsRoot } from "./root.ts";
@@ -158,4 +158,27 @@ export interface ServicesView {
   }[];
   connectionsByState: Record<string, number>;
   counters: Record<string, number>;
+}
+
+/** Runs `tunvs ipvsadm ARGS` in the director's namespace against `admin`; `stdin` feeds -R. */
+export function ipvsadmIn(lab: Lab, admin: string) {
+  return (args: string[], stdin?: string): Promise<RunResult> =>
+    lab.exec(
+      "director",
+      [Deno.execPath(), "run", "-A", `${REPO_ROOT}/mod.ts`, "ipvsadm", ...args],
+      { allowFail: true, cwd: REPO_ROOT, env: { NO_COLOR: "1", TUNVS_ADMIN: admin }, stdin },
+    );
+}
+
+/** Asserts that `r` exited 0 with nothing on stderr; returns its stdout. */
+export function succeeded(r: RunResult, what: string): string {
+  assert.equal(r.code, 0, `${what}: exit ${r.code}\n${r.stderr}`);
+  assert.equal(r.stderr, "", what);
+  return r.stdout;
+}
+
+/** An ipvsadm that takes a command line as typed and asserts it succeeded; returns stdout. */
+export function ipvsadmTyped(lab: Lab, admin: string): (line: string) => Promise<string> {
+  const ipvsadm = ipvsadmIn(lab, admin);
+  return async (line) => succeeded(await ipvsadm(line.split(" ")), `ipvsadm ${line}`);
 }

@@ -6,39 +6,17 @@
  * the appliance alone, because every change was written to its appliance.yaml.
  */
 import assert from "node:assert/strict";
-import { REPO_ROOT, startAppliance } from "../../lab/appliance.ts";
-import type { Lab, RunResult } from "../../lab/netns.ts";
-import { Lab as LabClass } from "../../lab/netns.ts";
+import { startAppliance } from "../../lab/appliance.ts";
+import { Lab } from "../../lab/netns.ts";
 import { startHttpServer } from "../../lab/servers.ts";
 import { buildSeed000 } from "../../lab/topology.ts";
-import { e2eOptions, whoAnswers } from "./harness.ts";
-
-/** Runs `tunvs ipvsadm ARGS` in the director's namespace; `stdin` feeds -R. */
-function ipvsadmIn(lab: Lab, admin: string) {
-  return (args: string[], stdin?: string): Promise<RunResult> =>
-    lab.exec(
-      "director",
-      [Deno.execPath(), "run", "-A", `${REPO_ROOT}/mod.ts`, "ipvsadm", ...args],
-      {
-        allowFail: true,
-        cwd: REPO_ROOT,
-        env: { NO_COLOR: "1", TUNVS_ADMIN: admin },
-        stdin,
-      },
-    );
-}
-
-function ok(r: RunResult, what: string): string {
-  assert.equal(r.code, 0, `${what}: exit ${r.code}\n${r.stderr}`);
-  assert.equal(r.stderr, "", what);
-  return r.stdout;
-}
+import { e2eOptions, ipvsadmIn, succeeded as ok, whoAnswers } from "./harness.ts";
 
 Deno.test({
   name: "seed 000: the tutorial's ipvsadm lines build the director; save, clear, restore, restart",
   ...e2eOptions("seed 000 ipvsadm replay"),
 }, async () => {
-  const lab = await LabClass.create("s0ipvs");
+  const lab = await Lab.create("s0ipvs");
   try {
     const topo = await buildSeed000(lab);
     const [web01, web02] = topo.reals;

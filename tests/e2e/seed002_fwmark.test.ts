@@ -8,11 +8,11 @@
  * removes them when it is deleted.
  */
 import assert from "node:assert/strict";
-import { REPO_ROOT, startAppliance } from "../../lab/appliance.ts";
-import { Lab, type RunResult } from "../../lab/netns.ts";
+import { startAppliance } from "../../lab/appliance.ts";
+import { Lab } from "../../lab/netns.ts";
 import { startHttpServer, startUdpEchoServer, udpRequest } from "../../lab/servers.ts";
 import { buildSeed000, buildSeed001 } from "../../lab/topology.ts";
-import { ANY, e2eOptions, whoAnswers } from "./harness.ts";
+import { ANY, e2eOptions, ipvsadmTyped, succeeded as ok, whoAnswers } from "./harness.ts";
 
 const HEADER = "IP Virtual Server version 1.2.1 (size=4096)\n" +
   "Prot LocalAddress:Port Scheduler Flags\n" +
@@ -27,12 +27,6 @@ async function haveIptables(): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-function ok(r: RunResult, what: string): string {
-  assert.equal(r.code, 0, `${what}: exit ${r.code}\n${r.stderr}`);
-  assert.equal(r.stderr, "", what);
-  return r.stdout;
 }
 
 Deno.test({
@@ -69,13 +63,7 @@ Deno.test({
     );
     const app = await startAppliance(lab, "director", config);
     try {
-      const ipvsadm = (line: string) =>
-        lab.exec(
-          "director",
-          [Deno.execPath(), "run", "-A", `${REPO_ROOT}/mod.ts`, "ipvsadm", ...line.split(" ")],
-          { allowFail: true, cwd: REPO_ROOT, env: { NO_COLOR: "1", TUNVS_ADMIN: app.admin } },
-        );
-      const run = async (line: string) => ok(await ipvsadm(line), `ipvsadm ${line}`);
+      const run = ipvsadmTyped(lab, app.admin);
       const who = async (port: number, from: string) =>
         (await whoAnswers(lab, "client", `http://${vip}:${port}/`, 1, ["--interface", from]))[0];
       /** One client's requests to :80, :443, :80, :443, in that order. */

@@ -5,7 +5,6 @@
  * Their kernel has no `tunl0` here: the lab's decapsulator stands in for it.
  */
 import assert from "node:assert/strict";
-import { REPO_ROOT } from "../../lab/appliance.ts";
 import { startBoundUdpEcho } from "../../lab/bypass_reals.ts";
 import { Lab } from "../../lab/netns.ts";
 import { startHttpServer, udpRequest } from "../../lab/servers.ts";
@@ -13,6 +12,7 @@ import { buildSeed003Tunnel, type Seed003 } from "../../lab/topology.ts";
 import {
   downloadDigest,
   e2eOptions,
+  ipvsadmTyped,
   listConnections,
   randomBytes,
   type ServicesView,
@@ -251,16 +251,7 @@ Deno.test({
   const empty = `${await lab.makeTempDir("configs")}/empty.yaml`;
   await Deno.writeTextFile(empty, "services: []\n");
   await withAppliance(lab, empty, async (app) => {
-    const ipvsadm = async (line: string) => {
-      const r = await lab.exec(
-        "director",
-        [Deno.execPath(), "run", "-A", `${REPO_ROOT}/mod.ts`, "ipvsadm", ...line.split(" ")],
-        { allowFail: true, cwd: REPO_ROOT, env: { NO_COLOR: "1", TUNVS_ADMIN: app.admin } },
-      );
-      assert.equal(r.code, 0, `ipvsadm ${line}: exit ${r.code}\n${r.stderr}`);
-      assert.equal(r.stderr, "", `ipvsadm ${line}`);
-      return r.stdout;
-    };
+    const ipvsadm = ipvsadmTyped(lab, app.admin);
     const [rs1, rs2] = topo.reals;
     // 003:86-89 ($ipv -C; -A -t $vip:80 -s wrr; -a … -r $rs1:80 -g -w 3; … $rs2:80 -g -w 1),
     // forwarding by -i over this lab's routed tunnel.

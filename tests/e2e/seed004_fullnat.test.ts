@@ -4,13 +4,13 @@
  * 10.0.3.1 with a local port, and replies come back to the client from VIP:80.
  */
 import assert from "node:assert/strict";
-import { REPO_ROOT } from "../../lab/appliance.ts";
 import { Lab } from "../../lab/netns.ts";
 import { startHttpServer } from "../../lab/servers.ts";
 import { buildSeed004, type Seed004 } from "../../lab/topology.ts";
 import {
   downloadDigest,
   e2eOptions,
+  ipvsadmTyped,
   listConnections,
   randomBytes,
   sha256Hex,
@@ -91,16 +91,7 @@ Deno.test({
   const empty = `${await lab.makeTempDir("configs")}/empty.yaml`;
   await Deno.writeTextFile(empty, "services: []\n");
   await withAppliance(lab, empty, async (app) => {
-    const ipvsadm = async (line: string) => {
-      const r = await lab.exec(
-        "director",
-        [Deno.execPath(), "run", "-A", `${REPO_ROOT}/mod.ts`, "ipvsadm", ...line.split(" ")],
-        { allowFail: true, cwd: REPO_ROOT, env: { NO_COLOR: "1", TUNVS_ADMIN: app.admin } },
-      );
-      assert.equal(r.code, 0, `ipvsadm ${line}: exit ${r.code}\n${r.stderr}`);
-      assert.equal(r.stderr, "", `ipvsadm ${line}`);
-      return r.stdout;
-    };
+    const ipvsadm = ipvsadmTyped(lab, app.admin);
     const [web1, web2] = topo.reals;
     for (
       const line of [
