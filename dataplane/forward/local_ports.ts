@@ -51,17 +51,24 @@ export class LocalPortAllocator {
     real: number,
     realPort: number,
   ): boolean {
-    for (let a = 0; a < pool.length; a++) {
-      const laddr = pool[(this.#nextAddress + a) % pool.length];
-      for (let probe = 0; probe < PROBES_PER_ADDRESS; probe++) {
-        const lport = this.#first + this.#cursor * this.stride;
+    const addresses = pool.length;
+    if (this.#nextAddress >= addresses) this.#nextAddress = 0;
+    // Every address takes the same port before the cursor moves on, so each (address, port)
+    // pair comes round only after addresses × ports connections: an address added to the pool
+    // lengthens the time before a pair is reused, which the real's TIME_WAIT needs. (Moving the
+    // cursor on every try would tie each address to a fixed fraction of the ports whenever the
+    // pool's size divides their number.)
+    for (let probe = addresses * PROBES_PER_ADDRESS; probe > 0; probe--) {
+      const laddr = pool[this.#nextAddress];
+      const lport = this.#first + this.#cursor * this.stride;
+      if (++this.#nextAddress === addresses) {
+        this.#nextAddress = 0;
         this.#cursor = this.#cursor + 1 === this.#count ? 0 : this.#cursor + 1;
-        if (conns.lookup(proto, real, realPort, laddr, lport) < 0) {
-          this.#nextAddress = (this.#nextAddress + a + 1) % pool.length;
-          this.address = laddr;
-          this.port = lport;
-          return true;
-        }
+      }
+      if (conns.lookup(proto, real, realPort, laddr, lport) < 0) {
+        this.address = laddr;
+        this.port = lport;
+        return true;
       }
     }
     return false;

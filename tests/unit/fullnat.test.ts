@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { DROP, Engine, EngineCounter } from "../../dataplane/engine.ts";
-import { LOCAL_PORT_MIN } from "../../dataplane/forward/local_ports.ts";
+import { LOCAL_PORT_MIN, LocalPortAllocator } from "../../dataplane/forward/local_ports.ts";
+import { ConnTable } from "../../dataplane/conn/table.ts";
 import { ipDst, ipSrc, PROTO_TCP, PROTO_UDP } from "../../dataplane/wire/ipv4.ts";
 import { udpDstPort, udpSrcPort } from "../../dataplane/wire/udp.ts";
 import { TCP_ACK, TCP_SYN, tcpDstPort, tcpSrcPort } from "../../dataplane/wire/tcp.ts";
@@ -81,6 +82,24 @@ Deno.test("a pool of several addresses spreads connections over them", () => {
     sources.add(ipSrc(feed(e, tcp(CLIENT, 40000 + i, VIP, 80, TCP_SYN), 0).pkt, 0));
   }
   assert.deepEqual([...sources].sort(), [LOCAL, second].sort());
+});
+
+Deno.test("each local address of a pool goes through every port before a pair comes round", () => {
+  const pool = Uint32Array.of(LOCAL, addr("10.0.3.2"));
+  const ports = 65536 - LOCAL_PORT_MIN;
+  const a = new LocalPortAllocator();
+  const t = new ConnTable(16);
+  const pairs = new Set<string>();
+  const perAddress = new Map<number, Set<number>>();
+  for (let i = 0; i < pool.length * ports; i++) {
+    assert.ok(a.allocate(t, PROTO_TCP, pool, REAL1, 8080));
+    pairs.add(`${a.address}:${a.port}`);
+    if (!perAddress.has(a.address)) perAddress.set(a.address, new Set());
+    perAddress.get(a.address)!.add(a.port);
+  }
+  // No pair repeated within a whole round, and both addresses used all their ports.
+  assert.equal(pairs.size, pool.length * ports);
+  for (const used of perAddress.values()) assert.equal(used.size, ports);
 });
 
 Deno.test("FULLNAT carries UDP both ways, checksums intact", () => {
