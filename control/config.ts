@@ -51,14 +51,14 @@ export const MAX_WORKERS = 16;
 
 /**
  * Dataplane workers when `dataplane.workers` is left out: one. Several workers reorder a new
- * connection's handshake ACK against its first data (docs/workers.md, "Known limits"), so they
+ * connection's handshake ACK against its first data (docs/workers.md, "Costs and limits"), so they
  * are the operator's choice until a steering program picks the owner's queue in the kernel.
  */
 export function defaultWorkers(): number {
   return 1;
 }
 
-/** The dataplane workers `config` asks for: `dataplane.workers`, else one per core. */
+/** The dataplane workers `config` asks for: `dataplane.workers`, else `defaultWorkers()`. */
 export function dataplaneWorkers(config: Pick<ApplianceConfig, "dataplane">): number {
   return config.dataplane.workers ?? defaultWorkers();
 }
