@@ -204,3 +204,8 @@ Deno.test({ name: "workers: two workers forward, hand off and keep state", ...op
     assert.ok(listed >= CLIENTS.length * 10, `${listed} connections listed`);
   });
 });
+
+Deno.test({ name: "workers: tear down the lab", ...opts }, async () => {
+  await lab?.destroy();
+  assert.ok(lab.destroyed);
+});
