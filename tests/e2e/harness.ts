@@ -182,3 +182,18 @@ export function ipvsadmTyped(lab: Lab, admin: string): (line: string) => Promise
   const ipvsadm = ipvsadmIn(lab, admin);
   return async (line) => succeeded(await ipvsadm(line.split(" ")), `ipvsadm ${line}`);
 }
+
+/**
+ * Runs `fn` with an appliance started on no services, as an operator who builds the rules with
+ * ipvsadm starts it, an ipvsadm that takes command lines as typed, and the configuration file
+ * the rules are written to (to restart on); returns that file.
+ */
+export async function withEmptyAppliance(
+  lab: Lab,
+  fn: (ipvsadm: (line: string) => Promise<string>) => Promise<void>,
+): Promise<string> {
+  const config = `${await lab.makeTempDir("configs")}/empty.yaml`;
+  await Deno.writeTextFile(config, "services: []\n");
+  await withAppliance(lab, config, (app) => fn(ipvsadmTyped(lab, app.admin)));
+  return config;
+}

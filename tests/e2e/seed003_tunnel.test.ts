@@ -12,13 +12,13 @@ import { buildSeed003Tunnel, type Seed003 } from "../../lab/topology.ts";
 import {
   downloadDigest,
   e2eOptions,
-  ipvsadmTyped,
   listConnections,
   randomBytes,
   type ServicesView,
   sha256Hex,
   whoAnswers,
   withAppliance,
+  withEmptyAppliance,
   writeConfig,
 } from "./harness.ts";
 
@@ -248,10 +248,7 @@ Deno.test({
     "seed 003: Dserver.sh's ipvsadm lines with -i (tunnel) build the service on a live appliance",
   ...opts,
 }, async () => {
-  const empty = `${await lab.makeTempDir("configs")}/empty.yaml`;
-  await Deno.writeTextFile(empty, "services: []\n");
-  await withAppliance(lab, empty, async (app) => {
-    const ipvsadm = ipvsadmTyped(lab, app.admin);
+  await withEmptyAppliance(lab, async (ipvsadm) => {
     const [rs1, rs2] = topo.reals;
     // 003:86-89 ($ipv -C; -A -t $vip:80 -s wrr; -a … -r $rs1:80 -g -w 3; … $rs2:80 -g -w 1),
     // forwarding by -i over this lab's routed tunnel.

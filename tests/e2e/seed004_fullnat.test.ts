@@ -10,12 +10,12 @@ import { buildSeed004, type Seed004 } from "../../lab/topology.ts";
 import {
   downloadDigest,
   e2eOptions,
-  ipvsadmTyped,
   listConnections,
   randomBytes,
   sha256Hex,
   whoAnswers,
   withAppliance,
+  withEmptyAppliance,
   writeConfig,
 } from "./harness.ts";
 
@@ -88,10 +88,7 @@ Deno.test({
   // The appliance starts with nothing; the tutorial's commands (a picture; 004:131 describes
   // them: clear, add the service, the two reals with Alibaba's -b = DPVS's --fullnat, and last
   // the SNAT address) build the service through the admin API.
-  const empty = `${await lab.makeTempDir("configs")}/empty.yaml`;
-  await Deno.writeTextFile(empty, "services: []\n");
-  await withAppliance(lab, empty, async (app) => {
-    const ipvsadm = ipvsadmTyped(lab, app.admin);
+  const saved = await withEmptyAppliance(lab, async (ipvsadm) => {
     const [web1, web2] = topo.reals;
     for (
       const line of [
@@ -119,7 +116,7 @@ Deno.test({
         `-P -t ${topo.vip}:80 -z ${topo.localAddress}\n`,
     );
   });
-  await withAppliance(lab, empty, async () => {
+  await withAppliance(lab, saved, async () => {
     assert.deepEqual(await whoAnswers(lab, "client", `http://${topo.vip}/`, 2), ["web1", "web2"]);
   });
 });

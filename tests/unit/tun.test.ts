@@ -121,11 +121,13 @@ function receiver(sock: Deno.DatagramConn): (ms: number) => Promise<Datagram | n
   };
 }
 
-async function roundTrip(name: string): Promise<unknown> {
-  const tun = TunDevice.open(name);
+/**
+ * Gives TUN `name` the test's address and brings it up (no IPv6 chatter, no reverse-path
+ * filter), and binds a UDP socket on that address with a receiver for what reaches it.
+ */
+async function addressDevice(name: string) {
   await ip("link", "set", "lo", "up");
   await ip("addr", "add", `${LOCAL}/24`, "dev", name);
-  // No IPv6 chatter (router solicitations, MLD) on the device while the test reads it.
   Deno.writeTextFileSync(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, "1");
   await ip("link", "set", name, "up");
   for (const conf of ["all", "default", name]) {
@@ -134,6 +136,12 @@ async function roundTrip(name: string): Promise<unknown> {
   const sock = Deno.listenDatagram({ transport: "udp", hostname: LOCAL, port: 0 });
   const port = (sock.addr as Deno.NetAddr).port;
   const receive = receiver(sock);
+  return { sock, port, receive };
+}
+
+async function roundTrip(name: string): Promise<unknown> {
+  const tun = TunDevice.open(name);
+  const { sock, port, receive } = await addressDevice(name);
 
   // Kernel → TUN: a datagram routed to the peer comes out of the device.
   await sock.send(new TextEncoder().encode("to the tun"), {
@@ -208,16 +216,7 @@ async function offloadRoundTrip(name: string, refuse: boolean): Promise<unknown>
     ...(refuse ? { setOffload: () => EPERM } : {}),
   });
   const header = tun.vnetHeader;
-  await ip("link", "set", "lo", "up");
-  await ip("addr", "add", `${LOCAL}/24`, "dev", name);
-  Deno.writeTextFileSync(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, "1");
-  await ip("link", "set", name, "up");
-  for (const conf of ["all", "default", name]) {
-    Deno.writeTextFileSync(`/proc/sys/net/ipv4/conf/${conf}/rp_filter`, "0");
-  }
-  const sock = Deno.listenDatagram({ transport: "udp", hostname: LOCAL, port: 0 });
-  const port = (sock.addr as Deno.NetAddr).port;
-  const receive = receiver(sock);
+  const { sock, port, receive } = await addressDevice(name);
   await sock.send(new TextEncoder().encode("offloaded"), {
     transport: "udp",
     hostname: PEER,
