@@ -76,6 +76,15 @@ export class PacketOwners {
     this.#kinds[i] |= kind;
   }
 
+  /** Every VIP and local address with its kind (see `kind`), in ascending address order. */
+  addressKinds(): Array<{ address: number; kind: number }> {
+    const out: Array<{ address: number; kind: number }> = [];
+    for (let i = 0; i < this.#keys.length; i++) {
+      if (this.#kinds[i] !== 0) out.push({ address: this.#keys[i], kind: this.#kinds[i] });
+    }
+    return out.sort((a, b) => a.address - b.address);
+  }
+
   /** 1 if `addr` is a VIP, 2 if a local address, 3 both, 0 neither. */
   kind(addr: number): number {
     let i = mixAddress(addr) & this.#mask;
@@ -99,11 +108,12 @@ export class PacketOwners {
 
   /**
    * The worker owning the IPv4 packet of `len` bytes at `off` in `b`, read from a firewall-mark
-   * device when `fromMarkDevice`. Short or odd packets go to worker 0 (which drops or passes
-   * them as it would anyway).
+   * device when `fromMarkDevice`. Short packets and other IP versions go to worker 0 (which drops
+   * or passes them as it would anyway). The steering program (steering/owner_program.ts) computes
+   * the same function in the kernel: a change here must be made there too.
    */
   ownerOfPacket(b: Uint8Array, off: number, len: number, fromMarkDevice: boolean): number {
-    if (this.workers === 1 || len < 20) return 0;
+    if (this.workers === 1 || len < 20 || (b[off] >> 4) !== 4) return 0;
     const ihl = (b[off] & 0x0f) << 2;
     const proto = b[off + 9];
     const src = readU32(b, off + 12);

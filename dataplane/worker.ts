@@ -15,6 +15,7 @@ import { Handoff, HANDOFF_COUNTER_NAMES, type HandoffShared } from "./handoff.ts
 import { PacketBatch, SLOT_BYTES, TunDevice } from "./tun.ts";
 import { type MarkDevice, TunSet } from "./tun_set.ts";
 import { type TunIoChoice, useTunIo } from "./tun_io_choice.ts";
+import { QueueSteering } from "./steering/queue_steering.ts";
 
 export type { ApplyResult } from "./apply.ts";
 export type {
@@ -69,6 +70,8 @@ let running: { spec: DataplaneSpec; engine: Engine; direct: DirectRoutes | null 
 let devices: TunSet | null = null;
 /** The hand-off to other workers; null with a single worker. */
 let handoff: Handoff | null = null;
+/** Worker 0's hold on the TUN's steering program; null in other workers and with one worker. */
+let steering: QueueSteering | null = null;
 
 function post(msg: FromWorker): void {
   self.postMessage(msg);
@@ -108,6 +111,28 @@ function logDirectFailures(d: DirectRoutes, now: number): void {
   );
   directFailuresLogged = d.failures;
   lastDirectLog = now;
+}
+
+/**
+ * Attaches the steering program for `hand`'s owners and logs the outcome when it changes: with it
+ * the kernel queues every packet for its owner; without it, mis-queued packets are handed over.
+ */
+function steer(s: QueueSteering, hand: Handoff, workers: number): void {
+  const wasAttached = s.instructions !== 0;
+  const before = s.lastError;
+  if (s.update(hand.owners)) {
+    if (!wasAttached) {
+      console.error(
+        `tunvs: ${workers} workers; the kernel queues each packet for its owner ` +
+          `(steering program, ${s.instructions} instructions)`,
+      );
+    }
+  } else if (s.lastError !== before) {
+    console.error(
+      `tunvs: steering program not attached (${s.lastError}); packets queued for the wrong ` +
+        `worker are handed to their owner` + (wasAttached ? " under the previous program" : ""),
+    );
+  }
 }
 
 /**
@@ -263,6 +288,10 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
           engine.shareLocalPorts(worker, workers);
           handoff = new Handoff(worker, workers, msg.handoff, msg.spec);
           devices.watchWake(handoff.wakeFd);
+          if (worker === 0) {
+            steering = new QueueSteering(msg.fd);
+            steer(steering, handoff, workers);
+          }
         }
         running = { spec: msg.spec, engine, direct };
         requests = new DataplaneRequests(engine, {
@@ -282,6 +311,7 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
             running.spec = spec;
             running.direct?.replace(spec);
             handoff?.respec(spec);
+            if (steering !== null && handoff !== null) steer(steering, handoff, handoff.workers);
           },
         });
         post({ type: "started" });
