@@ -26,6 +26,7 @@ import {
   SYNPROXY_MIN_MSS,
 } from "../dataplane/synproxy/synproxy.ts";
 import { parseIpv4Address } from "../dataplane/wire/ipv4.ts";
+import { steeringSupported } from "../dataplane/steering/queue_steering.ts";
 import { commandWords, healthCheckProblems, resolveHealthCheck } from "./health/settings.ts";
 import { HEALTH_CHECK_TYPES, type HealthCheckConfig } from "./health/types.ts";
 
@@ -50,12 +51,14 @@ export type ForwardMethod = ForwardName;
 export const MAX_WORKERS = 16;
 
 /**
- * Dataplane workers when `dataplane.workers` is left out: one. Several workers reorder a new
- * connection's handshake ACK against its first data (docs/workers.md, "Costs and limits"), so they
- * are the operator's choice until a steering program picks the owner's queue in the kernel.
+ * Dataplane workers when `dataplane.workers` is left out: one per core (at most MAX_WORKERS) when
+ * the kernel takes the steering program that queues each packet for its owner, else one — without
+ * it a new connection's handshake ACK can be handed over and overtaken by its first data
+ * (docs/workers.md).
  */
 export function defaultWorkers(): number {
-  return 1;
+  if (!steeringSupported()) return 1;
+  return Math.max(1, Math.min(MAX_WORKERS, navigator.hardwareConcurrency || 1));
 }
 
 /** The dataplane workers `config` asks for: `dataplane.workers`, else `defaultWorkers()`. */

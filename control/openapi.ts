@@ -559,7 +559,8 @@ const SCHEMAS: Record<string, JsonSchema> = {
             type: "integer",
             minimum: 1,
             maximum: 16,
-            description: "Dataplane workers, one per TUN queue (read at start); default 1.",
+            description:
+              "Dataplane workers, one per TUN queue (read at start); default one per core (1 without the steering program).",
           },
           io: {
             type: "string",

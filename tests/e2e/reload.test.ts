@@ -9,6 +9,7 @@ import type { ApplianceProcess } from "../../lab/appliance.ts";
 import { Lab, pollUntil } from "../../lab/netns.ts";
 import { buildSeed000, type Seed000 } from "../../lab/topology.ts";
 import { ANY, e2eOptions, type ServiceDef, withAppliance, writeConfig } from "./harness.ts";
+import { defaultWorkers } from "../../control/config.ts";
 
 const opts = e2eOptions("hot reload tests");
 const PORT = 9000;
@@ -293,9 +294,9 @@ Deno.test({
       assert.equal(res.status, 422, res.body);
       assert.match(res.body, /dataplane\.offloads false differs from the running true/);
       assert.match(res.body, /restart tunvs to change it/);
-      // Nor the number of workers (TUN queues): running with the default, one.
-      const running = 1;
-      const other = 2;
+      // Nor the number of workers (TUN queues): running with the default.
+      const running = defaultWorkers();
+      const other = running === 1 ? 2 : 1;
       await Deno.writeTextFile(config, `dataplane:\n  workers: ${other}\n${text}`);
       const workers = await app.request("POST", "/api/v1/config/reload", {});
       assert.equal(workers.status, 422, workers.body);

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { steeringSupported } from "../../dataplane/steering/queue_steering.ts";
 import {
   type ApplianceConfig,
   ConfigError,
@@ -814,9 +815,10 @@ Deno.test("a fullnat service may have no local address yet (DPVS adds the reals 
   assert.deepEqual(compileDataplaneSpec(config).services[0].localAddresses, []);
 });
 
-Deno.test("dataplane.workers: 1..16, absent means one", () => {
+Deno.test("dataplane.workers: 1..16, absent means one per core with steering, else one", () => {
   assert.equal(parseConfig("services: []\n").dataplane.workers, undefined);
-  assert.equal(dataplaneWorkers(parseConfig("services: []\n")), 1);
+  const cores = Math.min(MAX_WORKERS, navigator.hardwareConcurrency);
+  assert.equal(dataplaneWorkers(parseConfig("services: []\n")), steeringSupported() ? cores : 1);
   assert.equal(
     dataplaneWorkers(parseConfig(`dataplane: { workers: ${MAX_WORKERS} }\nservices: []\n`)),
     MAX_WORKERS,
