@@ -14,7 +14,7 @@
  *
  * Connections the SYN proxy opened are not translated here: the proxy's SYN already carries the
  * same clock and its `shift` translates their timestamps. A client that sends no timestamps is not
- * helped (its ISN still decides: see docs/fullnat.md).
+ * helped (its ISN still decides: see docs/forwarding.md).
  *
  * State per connection in typed arrays indexed by the connection's id; no allocation per packet.
  *
