@@ -194,6 +194,7 @@ export function applySpec(engine: Engine, spec: DataplaneSpec, options: ApplyOpt
     if ((t.flags[id] & ConnFlag.TEMPLATE) !== 0) index.delete(t, id);
     else engine.persistence.release(id);
     if ((t.flags[id] & ConnFlag.SYNPROXY) !== 0) engine.synproxy.forget(id);
+    engine.fullnatTimestamps.forget(id);
     t.remove(id);
     result.connections.cut++;
   }

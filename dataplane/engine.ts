@@ -20,6 +20,7 @@ import { forwardLaterFragment, recordFirstFragment } from "./fragment_forwarding
 import { BypassSender } from "./forward/bypass.ts";
 import { addToa, rewriteReply, rewriteRequest } from "./forward/connection_rewrite.ts";
 import { type DirectSender, NO_DIRECT_SENDER } from "./forward/direct.ts";
+import { FullnatTimestamps } from "./forward/fullnat_timestamps.ts";
 import { LocalPortAllocator } from "./forward/local_ports.ts";
 import { TOA_LENGTH } from "./forward/toa.ts";
 import { forwardIcmp } from "./icmp_forwarding.ts";
@@ -40,6 +41,7 @@ import {
   SYNPROXY_DEFAULTS,
   SynproxyPhase,
 } from "./synproxy/synproxy.ts";
+import { TimestampClock } from "./timestamp_clock.ts";
 import { DROP } from "./verdict.ts";
 import { SPILL_PACKET_BYTES, SPILL_SLOTS } from "./forward/segmentation.ts";
 import { VnetGso, VnetHeader } from "./wire/virtio_net_hdr.ts";
@@ -92,8 +94,15 @@ export class Engine {
   #localPorts = new LocalPortAllocator();
   /** The way out to tunnel and DR reals. */
   readonly bypass: BypassSender;
+  /**
+   * The TSval clock of the SYNs reals get from the director's addresses (the SYN proxy's, and
+   * FULLNAT's from local addresses), one for both so that a tuple sees it only increase.
+   */
+  readonly tsClock = new TimestampClock();
   /** SYN cookies and the proxied handshakes of `synproxy` services. */
   readonly synproxy: Synproxy;
+  /** FULLNAT connections' timestamps, moved onto `tsClock` (the real's TIME_WAIT needs it). */
+  readonly fullnatTimestamps: FullnatTimestamps;
   /** Packets made on the timer (`tick`): the worker writes them out, then clears it. */
   readonly outbox = new Outbox(64);
   /**
@@ -121,7 +130,10 @@ export class Engine {
       spec.synproxy ?? SYNPROXY_DEFAULTS,
       this.now,
       this.counters,
+      undefined,
+      this.tsClock,
     );
+    this.fullnatTimestamps = new FullnatTimestamps(spec.maxConnections, this.tsClock);
   }
 
   /**
@@ -255,6 +267,9 @@ export class Engine {
     }
     const id = this.#create(svc, proto, src, sport, dst, dport);
     if (id < 0) return DROP;
+    if (proto === PROTO_TCP && svc.forwardKind === Forward.FULLNAT) {
+      this.fullnatTimestamps.begin(b, l4, id, this.now);
+    }
     return this.#translate(b, off, l4, id << 1, proto, flags, total);
   }
 
@@ -635,6 +650,8 @@ export class Engine {
       const check = tcpChecksum(b, l4);
       this.synproxy.shift(b, l4, id, reply);
       if (this.vnet.needsCsum) setTcpChecksum(b, l4, check);
+    } else if (proto === PROTO_TCP && svc.forwardKind === Forward.FULLNAT) {
+      this.fullnatTimestamps.translate(b, l4, id, reply, this.vnet.needsCsum);
     }
     if (ipMoreFragments(b, off)) recordFirstFragment(this, b, off, id, reply, proto, total);
     if (proto === PROTO_TCP) {
@@ -743,6 +760,7 @@ export class Engine {
     }
     this.persistence.release(id);
     if ((t.flags[id] & ConnFlag.SYNPROXY) !== 0) this.synproxy.forget(id);
+    this.fullnatTimestamps.forget(id);
   }
 
   #other(dst: number, total: number, mark: number): number {

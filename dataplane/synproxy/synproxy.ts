@@ -24,11 +24,13 @@
  */
 import type { ConnTable } from "../conn/table.ts";
 import { EngineCounter as C } from "../engine_counters.ts";
+import { TimestampClock } from "../timestamp_clock.ts";
 import { MAX_PACKET } from "../tun.ts";
 import { get16, get32, set16, set32 } from "../wire/bytes.ts";
 import { adjust16, adjust32 } from "../wire/checksum.ts";
 import { ipDst, ipSrc } from "../wire/ipv4.ts";
 import {
+  replaceTcp32,
   setTcpChecksum,
   TCP_ACK,
   TCP_CWR,
@@ -166,16 +168,11 @@ export class Synproxy {
   readonly held: Int32Array;
   readonly heldSegments = new HeldSegments(HELD_SLOTS, SYNPROXY_MAX_MSS);
   readonly #opts = new HandshakeOptions();
-  /**
-   * Milliseconds since the epoch at the engine clock's 0 (`performance.now()`'s origin): the
-   * timestamps of SYNs to reals count wall-clock milliseconds, so that they keep increasing
-   * across workers and restarts. Tests set it.
-   */
-  tsClockOrigin = performance.timeOrigin;
 
   /**
    * State for up to `capacity` connections (arrays committed as they are used), `spec`'s
-   * settings, keys for the generation of `now`; counts into `counters` (`EngineCounter`).
+   * settings, keys for the generation of `now`; counts into `counters` (`EngineCounter`). The
+   * SYNs to reals take their timestamps from `tsClock`, which FULLNAT's SYNs share.
    */
   constructor(
     capacity: number,
@@ -183,6 +180,7 @@ export class Synproxy {
     now: number,
     readonly counters: Float64Array,
     keys: KeySource = RANDOM_KEYS,
+    readonly tsClock: TimestampClock = new TimestampClock(),
   ) {
     this.mss = checkedMss(spec.mss);
     this.cookies = new SynCookies(spec.keyRotationSeconds, now, keys);
@@ -343,9 +341,7 @@ export class Synproxy {
       if (timestampEcn(o.tsEcr)) bits |= Opt.ECN;
       this.ourTsVal[id] = o.tsEcr;
       this.clientTsVal[id] = o.tsVal;
-      // Wall-clock milliseconds, modulo 2^32 (ToUint32 of an integer below 2^53).
-      const tsVal = Math.floor(this.tsClockOrigin + now) >>> 0;
-      this.realTsDelta[id] = (tsVal - o.tsVal) >>> 0;
+      this.realTsDelta[id] = (this.tsClock.at(now) - o.tsVal) >>> 0;
     }
     this.optionBits[id] = bits;
     this.held[id] = 0;
@@ -615,12 +611,12 @@ export class Synproxy {
     const translateTs = (this.optionBits[id] & Opt.TRANSLATE_TIMESTAMPS) !== 0;
     let check = tcpChecksum(b, l4);
     if (reply) {
-      check = replace32(b, l4, l4 + 4, (get32(b, l4 + 4) + delta) >>> 0, check);
+      check = replaceTcp32(b, l4, l4 + 4, (get32(b, l4 + 4) + delta) >>> 0, check);
       const shift = this.r2cShift[id];
       if (shift !== 0) check = replaceWindow(b, l4, shift, check);
     } else {
       if ((tcpFlags(b, l4) & TCP_ACK) !== 0) {
-        check = replace32(b, l4, l4 + 8, (get32(b, l4 + 8) - delta) >>> 0, check);
+        check = replaceTcp32(b, l4, l4 + 8, (get32(b, l4 + 8) - delta) >>> 0, check);
       }
       const shift = this.c2rShift[id];
       if (shift !== 0) check = replaceWindow(b, l4, shift, check);
@@ -642,15 +638,15 @@ export class Synproxy {
         const tsDelta = this.tsDelta[id];
         const realTsDelta = this.realTsDelta[id];
         if (reply) {
-          check = replace32(b, l4, i + 2, (get32(b, i + 2) + tsDelta) >>> 0, check);
-          check = replace32(b, l4, i + 6, (get32(b, i + 6) - realTsDelta) >>> 0, check);
+          check = replaceTcp32(b, l4, i + 2, (get32(b, i + 2) + tsDelta) >>> 0, check);
+          check = replaceTcp32(b, l4, i + 6, (get32(b, i + 6) - realTsDelta) >>> 0, check);
         } else {
-          check = replace32(b, l4, i + 2, (get32(b, i + 2) + realTsDelta) >>> 0, check);
-          check = replace32(b, l4, i + 6, (get32(b, i + 6) - tsDelta) >>> 0, check);
+          check = replaceTcp32(b, l4, i + 2, (get32(b, i + 2) + realTsDelta) >>> 0, check);
+          check = replaceTcp32(b, l4, i + 6, (get32(b, i + 6) - tsDelta) >>> 0, check);
         }
       } else if (kind === TCP_OPT_SACK && !reply) {
         for (let e = i + 2; e + 4 <= i + len; e += 4) {
-          check = replace32(b, l4, e, (get32(b, e) - delta) >>> 0, check);
+          check = replaceTcp32(b, l4, e, (get32(b, e) - delta) >>> 0, check);
         }
       }
       i += len;
@@ -695,24 +691,4 @@ function replaceWindow(b: Uint8Array, l4: number, shift: number, check: number):
   const window = shiftWindow(old, shift);
   set16(b, l4 + 14, window);
   return adjust16(check, old, window);
-}
-
-/**
- * Stores the 32-bit `value` at `at` within the TCP segment at `l4` and returns the checksum
- * `check` updated for it. A field at an odd offset from `l4` (after a lone NOP) straddles three
- * checksum words, which are updated one by one.
- */
-function replace32(b: Uint8Array, l4: number, at: number, value: number, check: number): number {
-  if (((at - l4) & 1) === 0) {
-    const old = get32(b, at);
-    set32(b, at, value);
-    return adjust32(check, old, value);
-  }
-  const w0 = get16(b, at - 1);
-  const w1 = get16(b, at + 1);
-  const w2 = get16(b, at + 3);
-  set32(b, at, value);
-  check = adjust16(check, w0, get16(b, at - 1));
-  check = adjust16(check, w1, get16(b, at + 1));
-  return adjust16(check, w2, get16(b, at + 3));
 }

@@ -2,11 +2,13 @@
  * TCP header accessors over `(b, off)` where `off` is the TCP header's first byte.
  *
  * Accessors never throw: bytes past the end of `b` read as 0. Call `parseTcp` before trusting
- * the data offset. Setters do not touch the checksum; use `adjust16`/`adjust32` from checksum.ts.
+ * the data offset. Setters do not touch the checksum; use `adjust16`/`adjust32` from checksum.ts,
+ * or `replaceTcp32`, which stores a 32-bit field and returns the checksum updated for it.
  *
  * @module
  */
 import { get16, get32, set16, set32 } from "./bytes.ts";
+import { adjust16, adjust32 } from "./checksum.ts";
 
 /** Smallest valid TCP header (data offset 5). */
 export const TCP_MIN_HEADER = 20;
@@ -163,4 +165,30 @@ export function tcpMss(b: Uint8Array, off: number): number {
   const at = tcpFindOption(b, off, TCP_OPT_MSS);
   if (at < 0 || b[at + 1] !== 4) return 0;
   return get16(b, at + 2);
+}
+
+/**
+ * Stores the 32-bit `value` at `at` within the TCP segment at `off` and returns the checksum
+ * `check` updated for it (RFC 1624). A field at an odd offset from `off` (an option behind a
+ * lone NOP) straddles three checksum words, which are updated one by one.
+ */
+export function replaceTcp32(
+  b: Uint8Array,
+  off: number,
+  at: number,
+  value: number,
+  check: number,
+): number {
+  if (((at - off) & 1) === 0) {
+    const old = get32(b, at);
+    set32(b, at, value);
+    return adjust32(check, old, value);
+  }
+  const w0 = get16(b, at - 1);
+  const w1 = get16(b, at + 1);
+  const w2 = get16(b, at + 3);
+  set32(b, at, value);
+  check = adjust16(check, w0, get16(b, at - 1));
+  check = adjust16(check, w1, get16(b, at + 1));
+  return adjust16(check, w2, get16(b, at + 3));
 }

@@ -197,3 +197,78 @@ export async function withEmptyAppliance(
   await withAppliance(lab, config, (app) => fn(ipvsadmTyped(lab, app.admin)));
   return config;
 }
+
+/**
+ * HTTP/1.0 GETs of `path` from the client's address bound to each of the given ports in turn, one
+ * connection per port: the server closes first, so that it is the one left in TIME_WAIT. Prints a
+ * JSON list: per port the seconds from connect() to the end of the answer, the status line, and
+ * the body's length and SHA-256, or the error. The client closes passively: a port is free for
+ * the next connection at once.
+ */
+const FIXED_PORT_CLIENT_PY = `
+import hashlib, json, socket, sys, time
+src, dst, path, dport = sys.argv[1], sys.argv[2], sys.argv[4], int(sys.argv[5])
+out = []
+for port in [int(p) for p in sys.argv[3].split(",")]:
+    r = {"port": port}
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.settimeout(5)
+    started = time.monotonic()
+    try:
+        s.bind((src, port))
+        s.connect((dst, dport))
+        s.sendall(("GET %s HTTP/1.0\\r\\n\\r\\n" % path).encode())
+        chunks = []
+        while True:
+            d = s.recv(1 << 16)
+            if not d:
+                break
+            chunks.append(d)
+        head, _, body = b"".join(chunks).partition(b"\\r\\n\\r\\n")
+        r["status"] = head.split(b"\\r\\n")[0].decode()
+        r["length"] = len(body)
+        r["sha256"] = hashlib.sha256(body).hexdigest()
+    except Exception as e:
+        r["error"] = repr(e)
+    r["seconds"] = time.monotonic() - started
+    s.close()
+    out.append(r)
+print(json.dumps(out))
+`;
+
+/** What one connection of `requestsFromPorts` found. */
+export interface FixedPortResult {
+  port: number;
+  seconds: number;
+  status?: string;
+  length?: number;
+  sha256?: string;
+  error?: string;
+}
+
+/**
+ * One HTTP/1.0 GET of `path` from each of `ports` in turn (address `src` in `role`) to
+ * `dst`:`dport`, the server closing first (see FIXED_PORT_CLIENT_PY).
+ */
+export async function requestsFromPorts(
+  lab: Lab,
+  role: string,
+  src: string,
+  ports: number[],
+  dst: string,
+  path: string,
+  dport = 80,
+): Promise<FixedPortResult[]> {
+  const r = await lab.exec(role, [
+    "python3",
+    "-c",
+    FIXED_PORT_CLIENT_PY,
+    src,
+    dst,
+    ports.join(","),
+    path,
+    String(dport),
+  ]);
+  return JSON.parse(r.stdout) as FixedPortResult[];
+}

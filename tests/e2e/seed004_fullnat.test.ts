@@ -2,6 +2,8 @@
  * Seed 004 (FULLNAT): the reals listen on 8080 in two subnets behind a router
  * and have no route to the client; requests reach them from the local address
  * 10.0.3.1 with a local port, and replies come back to the client from VIP:80.
+ * Also: a local port that comes round while the real still holds its tuple in
+ * TIME_WAIT is taken at once (FULLNAT's timestamps are the director's clock).
  */
 import assert from "node:assert/strict";
 import { Lab } from "../../lab/netns.ts";
@@ -12,6 +14,8 @@ import {
   e2eOptions,
   listConnections,
   randomBytes,
+  requestsFromPorts,
+  type ServicesView,
   sha256Hex,
   whoAnswers,
   withAppliance,
@@ -118,6 +122,127 @@ Deno.test({
   });
   await withAppliance(lab, saved, async () => {
     assert.deepEqual(await whoAnswers(lab, "client", `http://${topo.vip}/`, 2), ["web1", "web2"]);
+  });
+});
+
+/** Ports FULLNAT hands out: 1024..65535 on one worker. */
+const LOCAL_PORTS = 65536 - 1024;
+
+/** web1's TIME_WAIT tuples towards the local address: local port → seconds left. */
+async function timeWaitsOnWeb1(): Promise<Map<number, number>> {
+  const r = await lab.exec("web1", ["ss", "-Htno", "state", "time-wait"]);
+  const left = new Map<number, number>();
+  const peer = topo.localAddress.replaceAll(".", "\\.");
+  const line = new RegExp(`${peer}:(\\d+)\\s+timer:\\(timewait,(?:(\\d+)min)?(?:(\\d+)sec)?`);
+  for (const l of r.stdout.split("\n")) {
+    const m = line.exec(l);
+    if (m) left.set(Number(m[1]), Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0));
+  }
+  return left;
+}
+
+/** hping3 SYNs from the client to VIP:`dport`, source ports from `base` on, one per `us`. */
+async function syns(dport: number, base: number, count: number, us: number): Promise<void> {
+  if (count <= 0) return;
+  await lab.exec("client", [
+    "hping3",
+    "-q",
+    "-S",
+    "-p",
+    String(dport),
+    "-s",
+    String(base),
+    "-c",
+    String(count),
+    "-i",
+    `u${us}`,
+    topo.vip,
+  ], { allowFail: true });
+}
+
+/** Ports from `from` to `to` (FULLNAT's ports, 1024..65535, wrapping). */
+function portsBetween(from: number, to: number): number {
+  return (((to - from) % LOCAL_PORTS) + LOCAL_PORTS) % LOCAL_PORTS;
+}
+
+Deno.test({
+  name:
+    "seed 004: a local port that comes round to a real holding it in TIME_WAIT is taken at once",
+  ...opts,
+}, async () => {
+  // web1 closes first (HTTP/1.0), so it keeps each (local address:port, web1:8080) in TIME_WAIT
+  // for 60 s, while the allocator hands the same port out again after 64,512 connections. A SYN
+  // on such a tuple carries the client's ISN and TSval of another tuple: before FULLNAT's
+  // timestamps were the director's clock web1 turned about half of them down with the old ACK
+  // and the client sent its SYN again a second later (docs/performance.md). Here 16 tuples are
+  // left in TIME_WAIT, SYNs to a closed port (VIP:81 → web1:8081, each answered by a RST) move
+  // the allocator round, and other client ports come back to VIP:80 on the 16 local ports.
+  const web1 = topo.reals[0].addr;
+  const cfg = await writeConfig(
+    await lab.makeTempDir("configs"),
+    "fullnat-reuse",
+    [80, 81].map(
+      (port) => ({
+        name: `web${port}`,
+        vip: topo.vip,
+        scheduler: "rr",
+        settings: [`port: ${port}`, "forward: fullnat", `local_addresses: [${topo.localAddress}]`],
+        reals: [{ address: web1, port: port === 80 ? 8080 : 8081 }],
+      }),
+    ),
+  );
+  await withAppliance(lab, cfg, async (app) => {
+    const first = Array.from({ length: 16 }, (_, i) => 60_100 + i);
+    const before = await timeWaitsOnWeb1();
+    for (const r of await requestsFromPorts(lab, "client", topo.clientAddr, first, topo.vip, "/")) {
+      assert.match(r.status ?? r.error ?? "", / 200 /, `first ${r.port}`);
+    }
+    const left = [...(await timeWaitsOnWeb1()).keys()].filter((p) => !before.has(p));
+    assert.equal(left.length, 16, `web1's new TIME_WAITs: ${left}`);
+    // Consecutive ports (1024 follows 65535): the first is where the allocator stood.
+    const start = left.find((p) => !left.includes(p === 1024 ? 65535 : p - 1))!;
+    // The director holds them too (TIME_WAIT, 120 s) until a client port comes back: a SYN from
+    // each of the 16 client ports ends its entry (and takes the next port, reset by the client).
+    const states = (await listConnections(app)).map((c) => c.state);
+    assert.deepEqual([...new Set(states)], ["TIME_WAIT"]);
+    await syns(80, first[0], 16, 2_000);
+    // The allocator's position: one more connection's port, as web1 sees it.
+    const seen = new Set((await timeWaitsOnWeb1()).keys());
+    await requestsFromPorts(lab, "client", topo.clientAddr, [60_150], topo.vip, "/");
+    const probe = [...(await timeWaitsOnWeb1()).keys()].find((p) => !seen.has(p))!;
+    assert.ok(probe !== undefined, "the probe's local port");
+    // Most of the way round quickly, the rest at a pace that loses nothing, stopping 20 short.
+    const margin = 20;
+    const fast = portsBetween(probe + 1, start - margin) - 2_000;
+    await syns(81, 1024, fast, 100);
+    const seen2 = new Set((await timeWaitsOnWeb1()).keys());
+    await requestsFromPorts(lab, "client", topo.clientAddr, [60_151], topo.vip, "/");
+    const probe2 = [...(await timeWaitsOnWeb1()).keys()].find((p) => !seen2.has(p))!;
+    await syns(81, 1024, portsBetween(probe2 + 1, start - margin), 500);
+    const waiting = await timeWaitsOnWeb1();
+    for (const port of left) assert.ok(waiting.has(port), `web1 still holds ${port}`);
+
+    const again = Array.from({ length: margin + 16 + 40 }, (_, i) => 60_200 + i);
+    const results = await requestsFromPorts(lab, "client", topo.clientAddr, again, topo.vip, "/");
+    const after = await timeWaitsOnWeb1();
+    const reused = left.filter((p) => (after.get(p) ?? 0) > (waiting.get(p) ?? 60));
+    const slow = results.filter((r) => r.error !== undefined || r.seconds >= 1);
+    const c = (await app.api("/api/v1/services") as ServicesView).counters;
+    console.log(
+      `local ports round again: ${reused.length}/16 TIME_WAIT tuples reused by ` +
+        `${results.length} connections; ${slow.length} took 1 s or more (slowest ` +
+        `${(Math.max(...results.map((r) => r.seconds)) * 1000).toFixed(0)} ms); ` +
+        `connections_created=${c.connections_created} drop_no_local_port=${
+          c.drop_no_local_port ?? 0
+        }`,
+    );
+    for (const r of results) {
+      assert.match(r.status ?? r.error ?? "", / 200 /, `port ${r.port}`);
+      assert.ok(r.seconds < 1, `port ${r.port} took ${r.seconds.toFixed(2)} s`);
+    }
+    // Each of the 16 tuples was taken (its TIME_WAIT is new, not ended by a RST and a SYN
+    // sent again from another port), and was met at all, else this tested nothing.
+    assert.deepEqual(reused, left, "the 16 local ports came round to web1 and were taken");
   });
 });
 

@@ -11,7 +11,9 @@ import { buildSeed000, type Seed000 } from "../../lab/topology.ts";
 import {
   downloadDigest,
   e2eOptions,
+  type FixedPortResult,
   randomBytes,
+  requestsFromPorts,
   type ServicesView,
   sha256Hex,
   whoAnswers,
@@ -127,65 +129,8 @@ Deno.test({
   });
 });
 
-/**
- * HTTP/1.0 GETs of `path` from the client's address bound to each of the given ports in turn, one
- * connection per port: the server closes first, so that it is the one left in TIME_WAIT. Prints a
- * JSON list: per port the seconds from connect() to the end of the answer, the status line, and
- * the body's length and SHA-256, or the error.
- */
-const FIXED_PORT_CLIENT_PY = `
-import hashlib, json, socket, sys, time
-src, dst, path, dport = sys.argv[1], sys.argv[2], sys.argv[4], int(sys.argv[5])
-out = []
-for port in [int(p) for p in sys.argv[3].split(",")]:
-    r = {"port": port}
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.settimeout(5)
-    started = time.monotonic()
-    try:
-        s.bind((src, port))
-        s.connect((dst, dport))
-        s.sendall(("GET %s HTTP/1.0\\r\\n\\r\\n" % path).encode())
-        chunks = []
-        while True:
-            d = s.recv(1 << 16)
-            if not d:
-                break
-            chunks.append(d)
-        head, _, body = b"".join(chunks).partition(b"\\r\\n\\r\\n")
-        r["status"] = head.split(b"\\r\\n")[0].decode()
-        r["length"] = len(body)
-        r["sha256"] = hashlib.sha256(body).hexdigest()
-    except Exception as e:
-        r["error"] = repr(e)
-    r["seconds"] = time.monotonic() - started
-    s.close()
-    out.append(r)
-print(json.dumps(out))
-`;
-
-interface FixedPortResult {
-  port: number;
-  seconds: number;
-  status?: string;
-  length?: number;
-  sha256?: string;
-  error?: string;
-}
-
 async function fromFixedPorts(ports: number[], dst: string, path: string, dport = 80) {
-  const r = await lab.exec("client", [
-    "python3",
-    "-c",
-    FIXED_PORT_CLIENT_PY,
-    topo.clientAddr,
-    dst,
-    ports.join(","),
-    path,
-    String(dport),
-  ]);
-  return JSON.parse(r.stdout) as FixedPortResult[];
+  return await requestsFromPorts(lab, "client", topo.clientAddr, ports, dst, path, dport);
 }
 
 /** Every connection succeeded within a second and brought small.bin intact. */

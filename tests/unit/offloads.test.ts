@@ -188,6 +188,73 @@ Deno.test("FULLNAT on NEEDS_CSUM TCP and UDP: both addresses both ways", () => {
   }
 });
 
+Deno.test("FULLNAT timestamps on NEEDS_CSUM and GSO: translated once, the partial sum left alone", () => {
+  const e = natEngine({ forward: "fullnat", localAddresses: [LOCAL] });
+  e.tsClock.origin = 1_780_000_000_000;
+  e.now = 5_000;
+  const synTs = e.tsClock.at(e.now);
+  const clientTs = 123_456;
+  const delta = (synTs - clientTs) >>> 0;
+  const isn = 0x11223344;
+  const realIsn = 0x55667788;
+  const syn = feedPartial(
+    e,
+    segment(CLIENT, 40020, VIP, 80, TCP_SYN, {
+      seq: isn,
+      options: [{ mss: 1460 }, { sackOk: true }, { ts: [clientTs, 0] }, { nop: true }, {
+        wscale: 7,
+      }],
+    }),
+  );
+  assert.deepEqual(readOptions(syn.pkt).ts, [synTs, 0]);
+  // The field is the new pseudo-header's sum: nothing of the TCP header, timestamps included.
+  assert.equal(get16(syn.pkt, 36), fold16(sum16(syn.pkt, 12, 8, PROTO_TCP + syn.pkt.length - 20)));
+  assertFinishes(syn.pkt, e.vnet, "SYN");
+  const lport = tcpSrcPort(syn.pkt, 20);
+
+  // The real's answers, one with the option at an odd offset: TSecr back on the client's clock.
+  const synAck = feedPartial(
+    e,
+    segment(REAL1, 8080, LOCAL, lport, TCP_SYN | TCP_ACK, {
+      seq: realIsn,
+      ack: isn + 1,
+      options: [{ mss: 1460 }, { nop: true }, { ts: [777, synTs] }, { nop: true }],
+    }),
+  );
+  assert.deepEqual(readOptions(synAck.pkt).ts, [777, clientTs]);
+  assertFinishes(synAck.pkt, e.vnet, "SYN-ACK");
+
+  // The client's super-packet: its one header rewritten, which the kernel copies to each segment.
+  const request = feed(
+    e,
+    makePartial(
+      e,
+      segment(CLIENT, 40020, VIP, 80, TCP_ACK | TCP_PSH, {
+        seq: isn + 1,
+        ack: realIsn + 1,
+        options: [{ nop: true }, { nop: true }, { ts: [clientTs + 20, 777] }],
+        payload: "y".repeat(5000),
+      }),
+      VnetGso.TCPV4,
+      MSS,
+    ),
+  );
+  assert.deepEqual(readOptions(request.pkt).ts, [(clientTs + 20 + delta) >>> 0, 777]);
+  assertFinishes(request.pkt, e.vnet, "client's super-packet");
+  assert.equal(e.vnet.gsoType, VnetGso.TCPV4);
+  const reply = feedPartial(
+    e,
+    segment(REAL1, 8080, LOCAL, lport, TCP_ACK | TCP_PSH, {
+      seq: realIsn + 1,
+      ack: isn + 5001,
+      options: [{ nop: true }, { nop: true }, { ts: [780, (synTs + 20) >>> 0] }],
+      payload: "x".repeat(300),
+    }),
+  );
+  assert.deepEqual(readOptions(reply.pkt).ts, [780, clientTs + 20]);
+  assertFinishes(reply.pkt, e.vnet, "real's data");
+});
+
 Deno.test("DATA_VALID packets keep a finished checksum, updated as before, and the flag", () => {
   const e = natEngine();
   e.vnet.clear();

@@ -53,7 +53,7 @@ function web(extra: Partial<ServiceSpec> = {}): ServiceSpec {
 
 function engineFor(svc: ServiceSpec = web(), maxConnections = 1024): Engine {
   const e = new Engine(dataplaneSpec([svc], maxConnections));
-  e.synproxy.tsClockOrigin = TS_CLOCK_ORIGIN;
+  e.tsClock.origin = TS_CLOCK_ORIGIN;
   e.now = 5_000;
   e.tick(5_000);
   return e;
@@ -693,6 +693,47 @@ Deno.test("FULLNAT with TOA: the SYN-ACK leaves room for TOA, the completing ACK
   assert.equal(ipDst(reply, 0), CLIENT);
   assert.equal(tcpDstPort(reply, 20), CPORT);
   assert.equal(tcpSeq(reply, 20), (cookie + 1) >>> 0);
+});
+
+Deno.test("FULLNAT through the proxy: timestamps are the proxy's to translate, once", () => {
+  const LOCAL = addr("10.0.3.1");
+  const engine = engineFor(
+    web({ forward: "fullnat", localAddresses: [LOCAL], reals: [{ ...realSpec(REAL1) }] }),
+  );
+  const [cookie, ourTs, syn] = openToReal(engine);
+  // The SYN's TSval is the clock FULLNAT's own SYNs take theirs from: one clock per tuple.
+  assert.deepEqual(readOptions(syn).ts, [SYN_TS, 0]);
+  assert.equal(SYN_TS, engine.tsClock.at(engine.now));
+  const lport = tcpSrcPort(syn, 20);
+  const done = run(
+    engine,
+    segment(REAL1, 8080, LOCAL, lport, TCP_SYN | TCP_ACK, {
+      seq: REAL_ISN,
+      ack: CLIENT_ISN + 1,
+      options: REAL_OPTIONS,
+    }),
+  ).pkt;
+  assert.deepEqual(readOptions(done).ts, [SYN_TS, REAL_TS]);
+  const ack = run(
+    engine,
+    segment(CLIENT, CPORT, VIP, 80, TCP_ACK, {
+      seq: CLIENT_ISN + 1 + REQUEST.length,
+      ack: cookie + 1,
+      options: [{ nop: true }, { nop: true }, { ts: [CLIENT_TS + 20, ourTs] }],
+    }),
+  ).pkt;
+  assert.equal(ipSrc(ack, 0), LOCAL);
+  assert.deepEqual(readOptions(ack).ts, [SYN_TS + 10, REAL_TS]);
+  const reply = run(
+    engine,
+    segment(REAL1, 8080, LOCAL, lport, TCP_ACK, {
+      seq: REAL_ISN + 1,
+      ack: CLIENT_ISN + 1 + REQUEST.length,
+      options: [{ nop: true }, { nop: true }, { ts: [REAL_TS + 5, SYN_TS + 10] }],
+    }),
+  ).pkt;
+  assert.equal(ipDst(reply, 0), CLIENT);
+  assert.deepEqual(readOptions(reply).ts, [(ourTs + 5) >>> 0, CLIENT_TS + 20]);
 });
 
 function realSpec(a: number) {

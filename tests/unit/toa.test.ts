@@ -117,7 +117,7 @@ function feed(e: Engine, pkt: Uint8Array, spare = 64): Fed {
 }
 
 function toaEngine(toa = true): Engine {
-  return new Engine(dataplaneSpec([
+  const e = new Engine(dataplaneSpec([
     service("web", PROTO_TCP, 80, REAL_PORT, {
       forward: "fullnat",
       localAddresses: [LOCAL],
@@ -125,6 +125,11 @@ function toaEngine(toa = true): Engine {
       toa,
     }),
   ]));
+  // The director's clock reads 1 at the SYN, the TSval the client's SYN has here, so that the
+  // timestamps keep the client's values and options compare byte for byte (FULLNAT's timestamp
+  // translation is fullnat_timestamps.test.ts's).
+  e.tsClock.origin = 1 - e.now;
+  return e;
 }
 
 const count = (e: Engine, c: number) => e.counters[c];
