@@ -190,6 +190,9 @@ Deno.test({
         reals: [{ address: web1, port: port === 80 ? 8080 : 8081 }],
       }),
     ),
+    // One worker: the test steps the allocator through consecutive ports, and with N workers
+    // each hands out only the ports ≡ its index (mod N).
+    ["dataplane:", "  workers: 1"],
   );
   await withAppliance(lab, cfg, async (app) => {
     const first = Array.from({ length: 16 }, (_, i) => 60_100 + i);
