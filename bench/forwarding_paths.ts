@@ -7,7 +7,7 @@
  * @module
  */
 
-import { startAppliance } from "../lab/appliance.ts";
+import { type ApplianceOptions, startAppliance } from "../lab/appliance.ts";
 import { BENCH_LOCAL_NET, BENCH_PORTS, type BenchTopology } from "../lab/bench_topology.ts";
 import { startHaproxy } from "../lab/haproxy.ts";
 import type { Lab } from "../lab/netns.ts";
@@ -34,8 +34,8 @@ export interface ForwardingPath {
   description: string;
   /** Whether the UDP test runs on it (HAProxy has no UDP; the SYN proxy changes nothing there). */
   udp: boolean;
-  /** Sets it up in `topo`'s director. */
-  start(lab: Lab, topo: BenchTopology): Promise<RunningPath>;
+  /** Sets it up in `topo`'s director; tunvs paths start the appliance with `appliance`. */
+  start(lab: Lab, topo: BenchTopology, appliance?: ApplianceOptions): Promise<RunningPath>;
 }
 
 /** The names of every path, in the order the tables list them. */
@@ -182,11 +182,11 @@ function tunvsPath(forward: "nat" | "fullnat" | "tunnel", synproxy: boolean): Fo
       forward === "nat" ? "NAT" : forward === "fullnat" ? "FULLNAT" : "IPIP tunnel"
     }${synproxy ? " with the SYN proxy" : ""}`,
     udp: !synproxy,
-    async start(lab, topo) {
+    async start(lab, topo, appliance) {
       const dir = await lab.makeTempDir("bench-config");
       const path = `${dir}/appliance.yaml`;
       await Deno.writeTextFile(path, applianceConfig(topo, forward, synproxy));
-      const app = await startAppliance(lab, topo.directorRole, path);
+      const app = await startAppliance(lab, topo.directorRole, path, appliance);
       return {
         host: topo.vip,
         iperfPort: forward === "tunnel" ? BENCH_PORTS.iperfVip : BENCH_PORTS.iperf,

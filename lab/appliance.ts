@@ -19,6 +19,8 @@ export interface ApplianceOptions {
   readyTimeoutMs?: number;
   /** Extra environment variables for the appliance. */
   env?: Record<string, string>;
+  /** Arguments for Deno itself, before the script (e.g. `--v8-flags=--perf-basic-prof`). */
+  denoFlags?: string[];
 }
 
 /** Answer of {@linkcode ApplianceProcess.request}. */
@@ -87,6 +89,7 @@ export async function startAppliance(
     Deno.execPath(),
     "run",
     "-A",
+    ...(opts.denoFlags ?? []),
     `${REPO_ROOT}/mod.ts`,
     "run",
     "--config",
