@@ -14,6 +14,7 @@ import {
   buildBenchTopology,
   freshClientAddress,
   namespacePids,
+  spreadClients,
 } from "../lab/bench_topology.ts";
 import { IPERF3_BIN, runIperf3 } from "../lab/iperf3.ts";
 import { HAPROXY_BIN } from "../lab/haproxy.ts";
@@ -80,9 +81,13 @@ export interface PathResult {
   clientAddr?: string;
   bulk1?: BulkSample;
   bulk8?: BulkSample;
+  /** 8 streams again, the connections spread over SPREAD_CLIENTS client addresses. */
+  bulk8Spread?: BulkSample;
   /** Absent where the path has no UDP test (HAProxy; the SYN proxy variants). */
   udp?: UdpSample;
   conns?: ConnSample;
+  /** New connections/s again, spread over SPREAD_CLIENTS client addresses. */
+  connsSpread?: ConnSample;
   latency?: LatencySample;
   /** The appliance's non-zero counters after the tests (tunvs paths). */
   applianceCounters?: Record<string, number>;
@@ -196,6 +201,22 @@ async function measureBulk(
   };
 }
 
+/** New connections per second: wrk, a new connection per request, against nginx. */
+async function measureConns(
+  lab: Lab,
+  topo: BenchTopology,
+  target: { host: string; httpPort: number },
+  seconds: number,
+): Promise<ConnSample> {
+  const r = await runWrk(lab, topo.clientRole, {
+    url: `http://${target.host}:${target.httpPort}/`,
+    seconds,
+    connections: WRK_CONNECTIONS,
+    close: true,
+  });
+  return { concurrency: WRK_CONNECTIONS, seconds, ...r };
+}
+
 /** 64-byte UDP at full speed; the receiver's count. */
 async function measureUdp(
   lab: Lab,
@@ -251,16 +272,7 @@ async function measurePath(
     if (path.udp) {
       result.udp = await attempt(e, "udp", () => measureUdp(lab, topo, running, seconds));
     }
-    const url = `http://${running.host}:${running.httpPort}/`;
-    result.conns = await attempt(e, "conns", async () => {
-      const r = await runWrk(lab, topo.clientRole, {
-        url,
-        seconds,
-        connections: WRK_CONNECTIONS,
-        close: true,
-      });
-      return { concurrency: WRK_CONNECTIONS, seconds, ...r } satisfies ConnSample;
-    });
+    result.conns = await attempt(e, "conns", () => measureConns(lab, topo, running, seconds));
     const rate = latencyRate(result.conns);
     result.latency = await attempt(e, "latency", async () => {
       const runs: LatencyResult[] = [];
@@ -276,6 +288,25 @@ async function measurePath(
       }
       return { ...bestLatencyRun(runs), seconds, runs };
     });
+    // The same generators again from many client addresses (several workers' worth for tunvs).
+    const unspread = await attempt(
+      e,
+      "spread clients",
+      () => spreadClients(lab, topo, index, running.host),
+    );
+    if (unspread) {
+      result.bulk8Spread = await attempt(
+        e,
+        "bulk 8 spread",
+        () => measureBulk(lab, topo, running, 8, seconds),
+      );
+      result.connsSpread = await attempt(
+        e,
+        "conns spread",
+        () => measureConns(lab, topo, running, seconds),
+      );
+      await attempt(e, "unspread clients", unspread);
+    }
     if (running.counters) {
       result.applianceCounters = await attempt(e, "counters", () => running.counters!());
     }

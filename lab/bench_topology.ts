@@ -28,6 +28,10 @@ export const BENCH_LOCAL_NET = "10.10.20";
 
 /** The client's source addresses for the paths: 192.168.1.100, .101, … (seed 000 uses .30–.35). */
 const CLIENT_ADDRESS_BASE = 100;
+/** Addresses the client's connections are spread over, per path: from 192.168.1.150 on. */
+const SPREAD_ADDRESS_BASE = 150;
+/** How many addresses `spreadClients` spreads over. */
+export const SPREAD_CLIENTS = 8;
 
 /** What {@linkcode buildBenchTopology} made. */
 export interface BenchTopology {
@@ -94,6 +98,40 @@ export async function freshClientAddress(
   );
   await lab.ip(role, "route", "replace", "default", "via", topo.seed.directorAddr, "src", addr);
   return addr;
+}
+
+/**
+ * Makes the client's new connections to `host` leave from SPREAD_CLIENTS addresses of their own
+ * for the path numbered `index`, one after the other (nftables `snat to numgen inc mod N map`, in
+ * the client's namespace only), as connections from many clients would: tunvs hashes the client
+ * address to pick a connection's worker, so one address uses one worker. The same generators
+ * then run unchanged for every path. Returns the undo (the addresses stay, unused).
+ */
+export async function spreadClients(
+  lab: Lab,
+  topo: BenchTopology,
+  index: number,
+  host: string,
+): Promise<() => Promise<void>> {
+  const role = topo.clientRole;
+  const addrs = Array.from(
+    { length: SPREAD_CLIENTS },
+    (_, k) => `192.168.1.${SPREAD_ADDRESS_BASE + index * SPREAD_CLIENTS + k}`,
+  );
+  for (const a of addrs) await lab.addAddress(role, "eth0", `${a}/24`);
+  const map = addrs.map((a, k) => `${k} : ${a}`).join(", ");
+  const ruleset = [
+    "table ip tunvs_bench_clients {",
+    "  chain postrouting {",
+    "    type nat hook postrouting priority srcnat; policy accept;",
+    `    ip daddr ${host} snat to numgen inc mod ${SPREAD_CLIENTS} map { ${map} }`,
+    "  }",
+    "}",
+  ].join("\n");
+  await lab.exec(role, ["nft", "-f", "-"], { stdin: ruleset + "\n" });
+  return async () => {
+    await lab.exec(role, ["nft", "delete", "table", "ip", "tunvs_bench_clients"]);
+  };
 }
 
 /** Pids of the processes running in namespace `ns`. */

@@ -100,7 +100,7 @@ Deno.test(
       assert.equal(fwd.paths.nft.applianceCounters, undefined);
       for (const [name, p] of Object.entries(fwd.paths) as [string, Record<string, unknown>][]) {
         assert.deepEqual(p.errors, [], `${name} errors`);
-        for (const key of ["bulk1", "bulk8", "conns", "latency"]) {
+        for (const key of ["bulk1", "bulk8", "bulk8Spread", "conns", "connsSpread", "latency"]) {
           assert.ok(p[key], `${name}.${key} missing`);
         }
         assert.equal(p.udp === undefined, name === "haproxy", `${name}.udp`);
