@@ -7,11 +7,12 @@
  * with V8's perf map so its JIT frames have names. docs/performance.md quotes its output.
  *
  * Run as root: deno run -A bench/profile.ts [--paths nat,nft] [--loads bulk1,bulk8,udp,conns]
- * [--seconds 5] [--symbols 12]
+ * [--seconds 5] [--symbols 12] [--spread] (`--spread`: the client's connections from 8 addresses,
+ * as the benchmark's "from 8 client addresses" figures)
  *
  * @module
  */
-import { buildBenchTopology, freshClientAddress } from "../lab/bench_topology.ts";
+import { buildBenchTopology, freshClientAddress, spreadClients } from "../lab/bench_topology.ts";
 import { runIperf3 } from "../lab/iperf3.ts";
 import { Lab } from "../lab/netns.ts";
 import { runWrk } from "../lab/wrk.ts";
@@ -36,12 +37,23 @@ interface ProfileArgs {
   loads: Load[];
   seconds: number;
   symbols: number;
+  spread: boolean;
 }
 
 function parseArgs(args: string[]): ProfileArgs {
-  const out: ProfileArgs = { paths: ["nat", "nft"], loads: [...LOADS], seconds: 5, symbols: 12 };
+  const out: ProfileArgs = {
+    paths: ["nat", "nft"],
+    loads: [...LOADS],
+    seconds: 5,
+    symbols: 12,
+    spread: false,
+  };
   for (let i = 0; i < args.length; i++) {
     const flag = args[i];
+    if (flag === "--spread") {
+      out.spread = true;
+      continue;
+    }
     const value = args[++i];
     if (value === undefined) throw new Error(`${flag} needs a value`);
     if (flag === "--paths") {
@@ -250,13 +262,15 @@ async function main(): Promise<void> {
       const running = await path.start(lab, topo, {
         denoFlags: ["--v8-flags=--perf-basic-prof,--logfile=/dev/null"],
       });
-      console.log(`${name}: ${path.description}`);
+      const unspread = opts.spread ? await spreadClients(lab, topo, index, running.host) : null;
+      console.log(`${name}: ${path.description}${opts.spread ? ", from 8 client addresses" : ""}`);
       try {
         for (const load of opts.loads) {
           if (load === "udp" && !path.udp) continue;
           await profileLoad(lab, topo, running, load, opts, dir);
         }
       } finally {
+        await unspread?.();
         await running.stop();
       }
     }
