@@ -351,9 +351,11 @@ async function runForwarding(options: BenchOptions): Promise<BenchOutcome> {
   const started = new Date().toISOString();
   const results: PathResult[] = [];
   let natPeak: number | undefined;
+  let decapsulator: "bpf" | "python" | undefined;
   const lab = await Lab.create("bench");
   try {
     const topo = await buildBenchTopology(lab);
+    decapsulator = topo.decapsulator;
     for (const [index, name] of order.entries()) {
       const r = await measurePath(
         lab,
@@ -382,6 +384,7 @@ async function runForwarding(options: BenchOptions): Promise<BenchOutcome> {
     seconds,
     latencyRate: latencyRateFor(natPeak, undefined),
     results,
+    decapsulator,
     chartPath: options.chartPath,
   });
 }

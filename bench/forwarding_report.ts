@@ -319,6 +319,8 @@ export interface ForwardingRun {
   /** The latency probe's base rate (half of NAT's peak connections per second). */
   latencyRate: number;
   results: PathResult[];
+  /** How the real decapsulates the tunnel path's IPIP (absent: not known). */
+  decapsulator?: "bpf" | "python";
   /** Where the PNG goes; no chart when absent. */
   chartPath?: string;
 }
@@ -343,6 +345,13 @@ export async function forwardingOutcome(run: ForwardingRun): Promise<BenchOutcom
     "  paths: " + run.results.map((r) => `${r.name} (${r.description})`).join("; "),
     `  latency: new connection per request, open loop at ${run.latencyRate}/s (half of NAT's peak connections/s; a slower path at half its own peak)`,
     "  CPU: user+system seconds of the path's processes (iperf3 both ends, forwarder; kernel forwarding in their slices) per 10^9 bytes",
+    ...(run.decapsulator === undefined ? [] : [
+      `  tunnel: the real decapsulates IPIP ${
+        run.decapsulator === "bpf"
+          ? "in the kernel (a tcx BPF classifier, lab/ipip_decap_bpf.ts)"
+          : "in the lab's Python decapsulator (the kernel refused the BPF one), which bounds the tunnel's figures"
+      }`,
+    ]),
     "",
     ...tables.flatMap(figureLines),
     ...run.results.flatMap((r) => r.errors.map((e) => `error: ${r.name} ${e}`)),
@@ -357,6 +366,7 @@ export async function forwardingOutcome(run: ForwardingRun): Promise<BenchOutcom
       seconds: run.seconds,
       latencyRate: run.latencyRate,
       paths: Object.fromEntries(run.results.map((r) => [r.name, r])),
+      decapsulator: run.decapsulator ?? null,
       figures: tables,
       chart,
     },

@@ -7,6 +7,7 @@
 import { addVipOnLoopback } from "./bypass_reals.ts";
 import { startIperf3Server } from "./iperf3.ts";
 import { startIpipDecap } from "./ipip_decap.ts";
+import { startBpfIpipDecap } from "./ipip_decap_bpf.ts";
 import type { Lab } from "./netns.ts";
 import { startNginx } from "./nginx.ts";
 import { buildSeed000, type Seed000 } from "./topology.ts";
@@ -44,6 +45,8 @@ export interface BenchTopology {
   directorRole: string;
   /** Pids of the long-running processes in the real's namespace (servers, decapsulator). */
   realPids(): Promise<number[]>;
+  /** How the real decapsulates IPIP: in the kernel (tcx BPF) or in the lab's Python process. */
+  decapsulator: "bpf" | "python";
 }
 
 /** Builds seed 000's lab and starts iperf3, nginx and the IPIP decapsulator on web01. */
@@ -52,7 +55,18 @@ export async function buildBenchTopology(lab: Lab): Promise<BenchTopology> {
   const real = seed.reals[0];
   await addVipOnLoopback(lab, real.name, seed.vip);
   await lab.sysctl(real.name, "net.ipv4.conf.all.rp_filter", 0);
-  await startIpipDecap(lab, real.name);
+  // The in-kernel decapsulator where the kernel takes it (tcx, Linux 6.6), else the Python one,
+  // which then bounds the tunnel path's figures.
+  const decap = await startBpfIpipDecap(lab, real.name).then(
+    (): "bpf" | "python" => "bpf",
+    async (err) => {
+      console.error(
+        `tunvs bench: ${(err as Error).message}; the tunnel uses the Python decapsulator`,
+      );
+      await startIpipDecap(lab, real.name);
+      return "python" as const;
+    },
+  );
   await startIperf3Server(lab, real.name, BENCH_PORTS.iperf);
   await startIperf3Server(lab, real.name, BENCH_PORTS.iperfVip, seed.vip);
   await startNginx(lab, real.name, { port: BENCH_PORTS.http });
@@ -64,6 +78,7 @@ export async function buildBenchTopology(lab: Lab): Promise<BenchTopology> {
     clientRole: "client",
     directorRole: "director",
     realPids: () => namespacePids(real.ns),
+    decapsulator: decap,
   };
 }
 

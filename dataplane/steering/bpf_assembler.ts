@@ -1,10 +1,10 @@
 /**
  * A small assembler for eBPF: emits `struct bpf_insn` records (8 bytes each, little-endian:
  * opcode, dst|src<<4, a 16-bit jump offset, a 32-bit immediate) with forward and backward jumps to
- * named labels resolved at the end. Only what the steering program needs: 32-bit ALU, 32-bit
+ * named labels resolved at the end. Only what tunvs' programs need (the steering program, the lab's IPIP decapsulator): 32-bit ALU, 32-bit
  * conditional jumps (JMP32, Linux 5.1) so that addresses above 2^31 compare as unsigned 32-bit
- * values, the legacy packet loads (LD_ABS/LD_IND) of socket filters, loads from the context, stack
- * stores and loads, and exit.
+ * values, the legacy packet loads (LD_ABS/LD_IND) of socket filters and classifiers, loads from the
+ * context, stack stores and loads, helper calls, and exit.
  *
  * @module
  */
@@ -68,6 +68,7 @@ const JUMP: Record<JumpOp, number> = {
   le: 0xb0,
 };
 const OP_JA = 0x00;
+const OP_CALL = 0x80;
 const OP_EXIT = 0x90;
 
 /** Longest forward or backward jump an instruction's 16-bit offset reaches. */
@@ -154,6 +155,11 @@ export class BpfAssembler {
   goto(label: string): this {
     this.#fixups.push([this.#code.length, label]);
     return this.#emit(CLASS_JMP | OP_JA, 0, 0, 0, 0);
+  }
+
+  /** `r0 = helper(r1, …, r5)`, the kernel helper numbered `helper` (enum bpf_func_id). */
+  call(helper: number): this {
+    return this.#emit(CLASS_JMP | OP_CALL, 0, 0, 0, helper);
   }
 
   /** `return r0`. */

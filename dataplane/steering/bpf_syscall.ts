@@ -12,8 +12,17 @@ import { errno, strerror } from "../libc.ts";
 const SYS_BPF = Deno.build.arch === "aarch64" ? 280n : 321n;
 const BPF_PROG_LOAD = 5;
 const BPF_PROG_TEST_RUN = 10;
-/** The program type TUNSETSTEERINGEBPF takes. */
-const BPF_PROG_TYPE_SOCKET_FILTER = 1;
+const BPF_LINK_CREATE = 28;
+/** Program types (enum bpf_prog_type). */
+export const BpfProgType = {
+  /** What TUNSETSTEERINGEBPF takes. */
+  SOCKET_FILTER: 1,
+  /** tc / tcx classifiers. */
+  SCHED_CLS: 3,
+} as const;
+/** enum bpf_attach_type: tcx on a device's ingress (Linux 6.6). */
+const BPF_TCX_INGRESS = 46;
+const LINK_CREATE_ATTR_BYTES = 64;
 /** Sizes of the leading parts of `union bpf_attr` used here. */
 const PROG_LOAD_ATTR_BYTES = 72;
 const TEST_RUN_ATTR_BYTES = 80;
@@ -50,11 +59,16 @@ function address(buf: Uint8Array): bigint {
  * and returns its descriptor; throws BpfError with the verifier's log when the kernel refuses it.
  */
 export function loadSocketFilter(insns: Uint8Array, name: string): number {
+  return loadProgram(BpfProgType.SOCKET_FILTER, insns, name);
+}
+
+/** Loads `insns` as a program of `type`; as `loadSocketFilter`. */
+export function loadProgram(type: number, insns: Uint8Array, name: string): number {
   const license = new TextEncoder().encode("GPL\0");
   const log = new Uint8Array(LOG_BYTES);
   const attr = new Uint8Array(PROG_LOAD_ATTR_BYTES);
   const v = new DataView(attr.buffer);
-  v.setUint32(0, BPF_PROG_TYPE_SOCKET_FILTER, true);
+  v.setUint32(0, type, true);
   v.setUint32(4, insns.length / 8, true);
   v.setBigUint64(8, address(insns), true);
   v.setBigUint64(16, address(license), true);
@@ -96,6 +110,22 @@ export function testRunSocketFilter(fd: number, packet: Uint8Array): number {
     throw new BpfError("bpf: test run", errno());
   }
   return v.getUint32(4, true);
+}
+
+/**
+ * Attaches the classifier `prog` to the ingress of interface `ifindex` (of the caller's network
+ * namespace) through a tcx link, and returns the link's descriptor: the program stays attached
+ * while it is open.
+ */
+export function attachTcxIngress(prog: number, ifindex: number): number {
+  const attr = new Uint8Array(LINK_CREATE_ATTR_BYTES);
+  const v = new DataView(attr.buffer);
+  v.setUint32(0, prog, true);
+  v.setUint32(4, ifindex, true);
+  v.setUint32(8, BPF_TCX_INGRESS, true);
+  const fd = sys().bpf(SYS_BPF, BPF_LINK_CREATE, attr, LINK_CREATE_ATTR_BYTES);
+  if (fd < 0) throw new BpfError(`bpf: tcx link on interface ${ifindex}`, errno());
+  return fd;
 }
 
 /** Closes a program descriptor (a TUN that took the program keeps its own reference). */
