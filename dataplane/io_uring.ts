@@ -24,7 +24,7 @@
  *
  * @module
  */
-import { errno, size, strerror } from "./libc.ts";
+import { errno, libcSymbols, size, strerror } from "./libc.ts";
 import { ringAdvance, ringFree, ringSlot, ringUsed } from "./io_uring_ring.ts";
 
 const SYS_IO_URING_SETUP = 425n;
@@ -52,12 +52,7 @@ const SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
 } as const;
 
-let lib: Deno.DynamicLibrary<typeof SYMBOLS> | null = null;
-
-function sys(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
-  if (lib === null) lib = Deno.dlopen("libc.so.6", SYMBOLS);
-  return lib.symbols;
-}
+const sys = libcSymbols(SYMBOLS);
 
 /** io_uring opcodes used here (include/uapi/linux/io_uring.h). */
 export const IoUringOp = { NOP: 0, READ: 22, WRITE: 23 } as const;

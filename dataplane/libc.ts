@@ -45,13 +45,19 @@ const SYMBOLS = {
 /** The opened libc library with the symbols above. */
 export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
-let lib: Deno.DynamicLibrary<typeof SYMBOLS> | null = null;
+/**
+ * A getter of libc's `symbols`, opened on first use, once per thread (each Worker has its own
+ * copy): for modules that declare their own call shapes (io_uring, bpf).
+ */
+export function libcSymbols<const S extends Deno.ForeignLibraryInterface>(
+  symbols: S,
+): () => Deno.DynamicLibrary<S>["symbols"] {
+  let lib: Deno.DynamicLibrary<S> | null = null;
+  return () => (lib ??= Deno.dlopen("libc.so.6", symbols)).symbols;
+}
 
 /** Opens libc once for this thread (each Worker has its own copy). */
-export function libc(): Libc {
-  if (lib === null) lib = Deno.dlopen("libc.so.6", SYMBOLS);
-  return lib.symbols;
-}
+export const libc: () => Libc = libcSymbols(SYMBOLS);
 
 /** Reads errno of the last failed libc call made on this thread. */
 export function errno(): number {

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { errno, strerror } from "../libc.ts";
+import { errno, libcSymbols, strerror } from "../libc.ts";
 
 /** bpf(2)'s syscall number per architecture (x86-64, arm64). */
 const SYS_BPF = Deno.build.arch === "aarch64" ? 280n : 321n;
@@ -35,12 +35,7 @@ const SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
 } as const;
 
-let lib: Deno.DynamicLibrary<typeof SYMBOLS> | null = null;
-
-function sys(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
-  if (lib === null) lib = Deno.dlopen("libc.so.6", SYMBOLS);
-  return lib.symbols;
-}
+const sys = libcSymbols(SYMBOLS);
 
 /** A refusal by bpf(2): the errno and, for a load, the verifier's last lines. */
 export class BpfError extends Error {

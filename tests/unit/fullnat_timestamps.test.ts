@@ -86,6 +86,17 @@ function clientSyn(options = SYN_OPTIONS, port = CPORT): Uint8Array {
   return segment(CLIENT, port, VIP, 80, TCP_SYN, { seq: CLIENT_ISN, options });
 }
 
+/** The real's SYN-ACK to local port `lport`, echoing the SYN's TSval as the director sent it. */
+function realSynAck(lport: number): Uint8Array {
+  return segment(REAL1, 8080, LOCAL, lport, TCP_SYN | TCP_ACK, {
+    seq: REAL_ISN,
+    ack: CLIENT_ISN + 1,
+    options: [{ mss: 1460 }, { sackOk: true }, { ts: [REAL_TS, SYN_TS] }, { nop: true }, {
+      wscale: 9,
+    }],
+  });
+}
+
 Deno.test("FULLNAT: the SYN's TSval is the director's clock, and the connection keeps the shift both ways", () => {
   const e = fullnat();
   const delta = (SYN_TS - CLIENT_TS) >>> 0;
@@ -104,13 +115,7 @@ Deno.test("FULLNAT: the SYN's TSval is the director's clock, and the connection 
   // The real echoes the SYN's TSval: the client gets its own back.
   const synAck = through(
     e,
-    segment(REAL1, 8080, LOCAL, lport, TCP_SYN | TCP_ACK, {
-      seq: REAL_ISN,
-      ack: CLIENT_ISN + 1,
-      options: [{ mss: 1460 }, { sackOk: true }, { ts: [REAL_TS, SYN_TS] }, { nop: true }, {
-        wscale: 9,
-      }],
-    }),
+    realSynAck(lport),
   );
   assert.equal(ipSrc(synAck, 0), VIP);
   assert.equal(ipDst(synAck, 0), CLIENT);
@@ -269,13 +274,7 @@ Deno.test("FULLNAT with TOA: the option goes in and the timestamp is translated,
   const lport = tcpSrcPort(syn, 20);
   const synAck = through(
     e,
-    segment(REAL1, 8080, LOCAL, lport, TCP_SYN | TCP_ACK, {
-      seq: REAL_ISN,
-      ack: CLIENT_ISN + 1,
-      options: [{ mss: 1460 }, { sackOk: true }, { ts: [REAL_TS, SYN_TS] }, { nop: true }, {
-        wscale: 9,
-      }],
-    }),
+    realSynAck(lport),
   );
   assert.equal(readOptions(synAck).mss, 1460 - 8);
   assert.deepEqual(readOptions(synAck).ts, [REAL_TS, CLIENT_TS]);
