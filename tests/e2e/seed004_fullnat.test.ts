@@ -169,7 +169,28 @@ Deno.test({
   name:
     "seed 004: a local port that comes round to a real holding it in TIME_WAIT is taken at once",
   ...opts,
+}, () => localPortComesRound());
+
+Deno.test({
+  name: "seed 004: ... and so it is for a client that sends no timestamps",
+  ...opts,
 }, async () => {
+  // Without timestamps web1 decides by sequence number, so this tests FULLNAT's ISN clock.
+  const key = "net.ipv4.tcp_timestamps";
+  const was = (await lab.exec("client", ["sysctl", "-n", key])).stdout.trim();
+  await lab.sysctl("client", key, 0);
+  try {
+    await localPortComesRound();
+  } finally {
+    await lab.sysctl("client", key, was);
+  }
+});
+
+/**
+ * Leaves 16 tuples in TIME_WAIT on web1, brings FULLNAT's local ports round to them and checks
+ * that every one is taken at once.
+ */
+async function localPortComesRound(): Promise<void> {
   // web1 closes first (HTTP/1.0), so it keeps each (local address:port, web1:8080) in TIME_WAIT
   // for 60 s, while the allocator hands the same port out again after 64,512 connections. A SYN
   // on such a tuple carries the client's ISN and TSval of another tuple: before FULLNAT's
@@ -247,7 +268,7 @@ Deno.test({
     // sent again from another port), and was met at all, else this tested nothing.
     assert.deepEqual(reused, left, "the 16 local ports came round to web1 and were taken");
   });
-});
+}
 
 Deno.test({ name: "seed 004: tear down", ...opts }, async () => {
   await lab?.destroy();
