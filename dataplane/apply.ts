@@ -195,6 +195,7 @@ export function applySpec(engine: Engine, spec: DataplaneSpec, options: ApplyOpt
     else engine.persistence.release(id);
     if ((t.flags[id] & ConnFlag.SYNPROXY) !== 0) engine.synproxy.forget(id);
     engine.fullnatTimestamps.forget(id);
+    engine.fullnatSequence.forget(id);
     t.remove(id);
     result.connections.cut++;
   }

@@ -20,6 +20,7 @@ import { forwardLaterFragment, recordFirstFragment } from "./fragment_forwarding
 import { BypassSender } from "./forward/bypass.ts";
 import { addToa, rewriteReply, rewriteRequest } from "./forward/connection_rewrite.ts";
 import { type DirectSender, NO_DIRECT_SENDER } from "./forward/direct.ts";
+import { FullnatSequence } from "./forward/fullnat_sequence.ts";
 import { FullnatTimestamps } from "./forward/fullnat_timestamps.ts";
 import { LocalPortAllocator } from "./forward/local_ports.ts";
 import { TOA_LENGTH } from "./forward/toa.ts";
@@ -103,6 +104,8 @@ export class Engine {
   readonly synproxy: Synproxy;
   /** FULLNAT connections' timestamps, moved onto `tsClock` (the real's TIME_WAIT needs it). */
   readonly fullnatTimestamps: FullnatTimestamps;
+  /** FULLNAT connections' sequence numbers where the SYN had no timestamps, likewise. */
+  readonly fullnatSequence: FullnatSequence;
   /** Packets made on the timer (`tick`): the worker writes them out, then clears it. */
   readonly outbox = new Outbox(64);
   /**
@@ -134,6 +137,7 @@ export class Engine {
       this.tsClock,
     );
     this.fullnatTimestamps = new FullnatTimestamps(spec.maxConnections, this.tsClock);
+    this.fullnatSequence = new FullnatSequence(spec.maxConnections, this.tsClock);
   }
 
   /**
@@ -268,7 +272,9 @@ export class Engine {
     const id = this.#create(svc, proto, src, sport, dst, dport);
     if (id < 0) return DROP;
     if (proto === PROTO_TCP && svc.forwardKind === Forward.FULLNAT) {
-      this.fullnatTimestamps.begin(b, l4, id, this.now);
+      const fts = this.fullnatTimestamps;
+      fts.begin(b, l4, id, this.now);
+      this.fullnatSequence.begin(b, l4, id, this.now, fts.translating[id] === 1);
     }
     return this.#translate(b, off, l4, id << 1, proto, flags, total);
   }
@@ -652,6 +658,7 @@ export class Engine {
       if (this.vnet.needsCsum) setTcpChecksum(b, l4, check);
     } else if (proto === PROTO_TCP && svc.forwardKind === Forward.FULLNAT) {
       this.fullnatTimestamps.translate(b, l4, id, reply, this.vnet.needsCsum);
+      this.fullnatSequence.translate(b, l4, id, reply, this.vnet.needsCsum);
     }
     if (ipMoreFragments(b, off)) recordFirstFragment(this, b, off, id, reply, proto, total);
     if (proto === PROTO_TCP) {
@@ -761,6 +768,7 @@ export class Engine {
     this.persistence.release(id);
     if ((t.flags[id] & ConnFlag.SYNPROXY) !== 0) this.synproxy.forget(id);
     this.fullnatTimestamps.forget(id);
+    this.fullnatSequence.forget(id);
   }
 
   #other(dst: number, total: number, mark: number): number {

@@ -149,6 +149,11 @@ function icmpError(
   }
   const svc = e.services.services[t.service[id]];
   const real = t.real[id];
+  // FULLNAT's sequence translation: the quote carries numbers as they left the director.
+  if (ipProtocol(b, inner) === PROTO_TCP && (t.flags[id] & ConnFlag.SYNPROXY) === 0) {
+    const quotedL4 = inner + ipHeaderLength(b, inner);
+    e.fullnatSequence.unshiftQuote(b, quotedL4, l4 + l4len - quotedL4, id, toClient);
+  }
   if (toClient) {
     icmpErrorToClient(b, off, l4, l4len, inner, t.inDst[id], t.inDstPort[id]);
     if (svc !== undefined) {

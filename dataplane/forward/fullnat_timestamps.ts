@@ -13,8 +13,8 @@
  * (docs/performance.md). On the director's clock, which only increases, every such SYN is newer.
  *
  * Connections the SYN proxy opened are not translated here: the proxy's SYN already carries the
- * same clock and its `shift` translates their timestamps. A client that sends no timestamps is not
- * helped (its ISN still decides: see docs/forwarding.md).
+ * same clock and its `shift` translates their timestamps. A client that sends no timestamps has
+ * its sequence numbers translated instead (fullnat_sequence.ts), since its ISN then decides.
  *
  * State per connection in typed arrays indexed by the connection's id; no allocation per packet.
  *

@@ -2,7 +2,8 @@
  * FULLNAT's timestamp translation through Engine.process: the SYN's TSval moved onto the
  * director's clock, the same shift applied to every later client TSval and undone on every real
  * TSecr, checksums verified by full recomputation (options at even and odd offsets, with TOA),
- * a SYN without timestamps left as it was, and SYNs on the clock however the clients' run.
+ * a SYN without timestamps left its options (its sequence numbers: fullnat_sequence.test.ts),
+ * and SYNs on the clock however the clients' run.
  *
  * @module
  */
@@ -181,7 +182,7 @@ Deno.test("FULLNAT: SYNs carry the director's clock, newer each time, whatever t
   assert.deepEqual(tsvals, [SYN_TS, SYN_TS + 1, SYN_TS + 2]);
 });
 
-Deno.test("FULLNAT: a SYN without timestamps goes as it came, and so does its connection", () => {
+Deno.test("FULLNAT: a SYN without timestamps keeps its options, and its connection any timestamps", () => {
   const e = fullnat();
   const plain: TcpOption[] = [{ mss: 1460 }, { nop: true }, { wscale: 7 }];
   const sent = clientSyn(plain);

@@ -37,6 +37,7 @@ import {
   TCP_FIN,
   TCP_PSH,
   TCP_SYN,
+  tcpAck,
   tcpDataOffset,
   tcpDstPort,
   tcpFlags,
@@ -252,6 +253,59 @@ Deno.test("FULLNAT timestamps on NEEDS_CSUM and GSO: translated once, the partia
     }),
   );
   assert.deepEqual(readOptions(reply.pkt).ts, [780, clientTs + 20]);
+  assertFinishes(reply.pkt, e.vnet, "real's data");
+});
+
+Deno.test("FULLNAT sequence numbers on NEEDS_CSUM and GSO: translated once, the partial sum left alone", () => {
+  const e = natEngine({ forward: "fullnat", localAddresses: [LOCAL] });
+  e.tsClock.origin = 1_780_000_000_000;
+  e.now = 5_000;
+  const isn = 0x11223344;
+  const newIsn = e.tsClock.isnAt(e.now);
+  const realIsn = 0x55667788;
+  const syn = feedPartial(
+    e,
+    segment(CLIENT, 40021, VIP, 80, TCP_SYN, {
+      seq: isn,
+      options: [{ mss: 1460 }, { sackOk: true }],
+    }),
+  );
+  assert.equal(tcpSeq(syn.pkt, 20), newIsn);
+  // The field is the new pseudo-header's sum: nothing of the TCP header, seq included.
+  assert.equal(get16(syn.pkt, 36), fold16(sum16(syn.pkt, 12, 8, PROTO_TCP + syn.pkt.length - 20)));
+  assertFinishes(syn.pkt, e.vnet, "SYN");
+  const lport = tcpSrcPort(syn.pkt, 20);
+
+  // The client's super-packet: its one header rewritten, which the kernel copies to each segment.
+  const request = feed(
+    e,
+    makePartial(
+      e,
+      segment(CLIENT, 40021, VIP, 80, TCP_ACK | TCP_PSH, {
+        seq: isn + 1,
+        ack: realIsn + 1,
+        payload: "y".repeat(5000),
+      }),
+      VnetGso.TCPV4,
+      MSS,
+    ),
+  );
+  assert.equal(tcpSeq(request.pkt, 20), (newIsn + 1) >>> 0);
+  assertFinishes(request.pkt, e.vnet, "client's super-packet");
+  assert.equal(e.vnet.gsoType, VnetGso.TCPV4);
+  const reply = feedPartial(
+    e,
+    segment(REAL1, 8080, LOCAL, lport, TCP_ACK | TCP_PSH, {
+      seq: realIsn + 1,
+      ack: (newIsn + 5001) >>> 0,
+      options: [{ nop: true }, { nop: true }, {
+        sack: [[(newIsn + 2001) >>> 0, (newIsn + 3001) >>> 0]],
+      }],
+      payload: "x".repeat(300),
+    }),
+  );
+  assert.equal(tcpAck(reply.pkt, 20), isn + 5001);
+  assert.deepEqual(readOptions(reply.pkt).sack, [[isn + 2001, isn + 3001]]);
   assertFinishes(reply.pkt, e.vnet, "real's data");
 });
 
