@@ -3,7 +3,8 @@
  * and have no route to the client; requests reach them from the local address
  * 10.0.3.1 with a local port, and replies come back to the client from VIP:80.
  * Also: a local port that comes round while the real still holds its tuple in
- * TIME_WAIT is taken at once (FULLNAT's timestamps are the director's clock).
+ * TIME_WAIT is taken at once (FULLNAT's timestamps are the director's clock, and
+ * so are the ISNs of clients without timestamps).
  */
 import assert from "node:assert/strict";
 import { Lab } from "../../lab/netns.ts";
@@ -194,10 +195,11 @@ async function localPortComesRound(): Promise<void> {
   // web1 closes first (HTTP/1.0), so it keeps each (local address:port, web1:8080) in TIME_WAIT
   // for 60 s, while the allocator hands the same port out again after 64,512 connections. A SYN
   // on such a tuple carries the client's ISN and TSval of another tuple: before FULLNAT's
-  // timestamps were the director's clock web1 turned about half of them down with the old ACK
-  // and the client sent its SYN again a second later (docs/performance.md). Here 16 tuples are
-  // left in TIME_WAIT, SYNs to a closed port (VIP:81 → web1:8081, each answered by a RST) move
-  // the allocator round, and other client ports come back to VIP:80 on the 16 local ports.
+  // timestamps (or, without them, ISNs) were the director's clock web1 turned about half of them
+  // down with the old ACK and the client sent its SYN again a second later (docs/performance.md).
+  // Here 16 tuples are left in TIME_WAIT, SYNs to a closed port (VIP:81 → web1:8081, each
+  // answered by a RST) move the allocator round, and other client ports come back to VIP:80 on
+  // the 16 local ports.
   const web1 = topo.reals[0].addr;
   const cfg = await writeConfig(
     await lab.makeTempDir("configs"),
