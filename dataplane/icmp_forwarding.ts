@@ -11,6 +11,8 @@ import type { Engine } from "./engine.ts";
 import { EngineCounter as C } from "./engine_counters.ts";
 import {
   icmpErrorToClient,
+  icmpErrorToFullnatClient,
+  icmpErrorToFullnatReal,
   icmpErrorToReal,
   icmpErrorTranslated,
   quotedDstPort,
@@ -154,8 +156,10 @@ function icmpError(
     const quotedL4 = inner + ipHeaderLength(b, inner);
     e.fullnatSequence.unshiftQuote(b, quotedL4, l4 + l4len - quotedL4, id, toClient);
   }
+  const fullnat = svc !== undefined && svc.forwardKind === Forward.FULLNAT;
   if (toClient) {
     icmpErrorToClient(b, off, l4, l4len, inner, t.inDst[id], t.inDstPort[id]);
+    if (fullnat) icmpErrorToFullnatClient(b, off, l4, l4len, inner, t.inSrc[id], t.inSrcPort[id]);
     if (svc !== undefined) {
       svc.count1(real, RealCounter.OUT_PACKETS, 1);
       svc.count1(real, RealCounter.OUT_BYTES, total);
@@ -167,6 +171,7 @@ function icmpError(
       e.synproxy.unshiftQuote(b, quotedL4, l4 + l4len - quotedL4, id);
     }
     icmpErrorToReal(b, off, l4, l4len, inner, t.outDst[id], t.outDstPort[id]);
+    if (fullnat) icmpErrorToFullnatReal(b, off, l4, l4len, inner, t.outSrc[id], t.outSrcPort[id]);
     if (svc !== undefined) {
       svc.count1(real, RealCounter.IN_PACKETS, 1);
       svc.count1(real, RealCounter.IN_BYTES, total);

@@ -115,6 +115,39 @@ export function icmpErrorToReal(
   rewrite(b, off, l4, l4len, inner, IPV4_DST_OFFSET, IPV4_SRC_OFFSET, 0, real, port);
 }
 
+/**
+ * FULLNAT's second half of an error to the client (after `icmpErrorToClient`): the outer
+ * destination and the quoted source named the local address and port, and become the client's.
+ */
+export function icmpErrorToFullnatClient(
+  b: Uint8Array,
+  off: number,
+  l4: number,
+  l4len: number,
+  inner: number,
+  client: number,
+  port: number,
+): void {
+  rewrite(b, off, l4, l4len, inner, IPV4_DST_OFFSET, IPV4_SRC_OFFSET, 0, client, port);
+}
+
+/**
+ * FULLNAT's second half of an error to the real (after `icmpErrorToReal`): the quoted
+ * destination named the client, and the real only knows the local address and port; the outer
+ * source becomes the local address too, as the real's own packets to it came from there.
+ */
+export function icmpErrorToFullnatReal(
+  b: Uint8Array,
+  off: number,
+  l4: number,
+  l4len: number,
+  inner: number,
+  local: number,
+  port: number,
+): void {
+  rewrite(b, off, l4, l4len, inner, IPV4_SRC_OFFSET, IPV4_DST_OFFSET, 2, local, port);
+}
+
 function rewrite(
   b: Uint8Array,
   off: number,

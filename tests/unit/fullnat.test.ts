@@ -13,10 +13,13 @@ import { TCP_ACK, TCP_SYN, tcpDstPort, tcpSrcPort } from "../../dataplane/wire/t
 import { dataplaneSpec, real, REAL1, service, VIP } from "../fixtures/dataplane_specs.ts";
 import { assertChecksums, feed } from "../fixtures/engine_harness.ts";
 import { addr } from "../fixtures/packets.ts";
-import { tcp, udp } from "../fixtures/packet_builders.ts";
+import { icmpError, tcp, udp } from "../fixtures/packet_builders.ts";
+import { checksum } from "../../dataplane/wire/checksum.ts";
 
 const CLIENT = addr("172.10.0.100");
 const LOCAL = addr("10.0.3.1");
+const REAL_ROUTER = addr("10.10.10.1");
+const CLIENT_ROUTER = addr("172.10.0.1");
 
 function fullnatEngine(capacity = 1024, locals = [LOCAL]): Engine {
   return new Engine(dataplaneSpec([
@@ -130,4 +133,40 @@ Deno.test("a FULLNAT service without local addresses yet (DPVS: reals before -P)
   assert.equal(feed(e, tcp(CLIENT, 50026, VIP, 80, TCP_SYN)).out, DROP);
   assert.equal(e.counters[EngineCounter.DROP_NO_LOCAL_PORT], 1);
   assert.equal(e.conns.size, 0);
+});
+
+/** The packet an ICMP error quotes, after checking the error's checksums. */
+function quoteOf(pkt: Uint8Array): Uint8Array {
+  assertChecksums(pkt, 0);
+  assert.equal(checksum(pkt, 20, pkt.length - 20), 0, "ICMP checksum");
+  return pkt.subarray(28);
+}
+
+Deno.test("FULLNAT ICMP errors are translated on both sides: the client and the real each see their own tuple", () => {
+  const e = fullnatEngine();
+  const clientSyn = tcp(CLIENT, 50026, VIP, 80, TCP_SYN, "hello");
+  const sent = feed(e, clientSyn.slice());
+  const lport = tcpSrcPort(sent.pkt, 20);
+  const forwarded = sent.pkt.slice(0, sent.out);
+
+  // Frag-needed from a router on the real's side, to the local address, about what we sent.
+  const toLocal = feed(e, icmpError(REAL_ROUTER, LOCAL, 3, 4, forwarded));
+  assert.notEqual(toLocal.out, DROP);
+  const out = toLocal.pkt.slice(0, toLocal.out);
+  assert.equal(ipSrc(out, 0), VIP, "from the VIP");
+  assert.equal(ipDst(out, 0), CLIENT, "to the client, not the local address");
+  // The quote is the client's own segment again, byte for byte (addresses, ports, sequence
+  // number, checksum): what its TCP matches the error against.
+  assert.deepEqual(quoteOf(out), clientSyn);
+
+  // Frag-needed from the client's side, to the VIP, about a reply: the real sees its own reply.
+  const replyFromReal = tcp(REAL1, 8080, LOCAL, lport, TCP_SYN | TCP_ACK, "", { ack: 1 });
+  const reply = feed(e, replyFromReal.slice());
+  const toClient = reply.pkt.slice(0, reply.out);
+  const toVip = feed(e, icmpError(CLIENT_ROUTER, VIP, 3, 4, toClient));
+  assert.notEqual(toVip.out, DROP);
+  const back = toVip.pkt.slice(0, toVip.out);
+  assert.equal(ipDst(back, 0), REAL1, "to the real");
+  assert.equal(ipSrc(back, 0), LOCAL, "from the local address the real knows");
+  assert.deepEqual(quoteOf(back), replyFromReal);
 });
