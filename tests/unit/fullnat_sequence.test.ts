@@ -9,8 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { DROP, Engine } from "../../dataplane/engine.ts";
-import type { ServiceSpec } from "../../dataplane/service.ts";
+import { DROP, type Engine } from "../../dataplane/engine.ts";
 import { get16, set16 } from "../../dataplane/wire/bytes.ts";
 import { l4Checksum } from "../../dataplane/wire/checksum.ts";
 import { ipDst, PROTO_TCP } from "../../dataplane/wire/ipv4.ts";
@@ -23,21 +22,24 @@ import {
   tcpSeq,
   tcpSrcPort,
 } from "../../dataplane/wire/tcp.ts";
-import { CLIENT, dataplaneSpec, real, REAL1, service, VIP } from "../fixtures/dataplane_specs.ts";
+import { CLIENT, REAL1, VIP } from "../fixtures/dataplane_specs.ts";
 import { assertChecksums, feed } from "../fixtures/engine_harness.ts";
 import { icmpError } from "../fixtures/packet_builders.ts";
 import { addr } from "../fixtures/packets.ts";
 import { readOptions, segment, type TcpOption } from "../fixtures/tcp_segments.ts";
+import {
+  assertRecomputed,
+  CLOCK_ORIGIN,
+  fullnatAtClock,
+  LOCAL,
+  SYN_AT,
+  through,
+} from "../fixtures/fullnat_clock.ts";
 
-const LOCAL = addr("10.0.3.1");
 const CPORT = 40000;
 /** Near the top of the 32-bit space, so that the client's numbers wrap within the test. */
 const CLIENT_ISN = 0xffff_ff00;
 const REAL_ISN = 0x55667788;
-/** The wall clock (ms since the epoch) at the engine clock's 0, in these tests. */
-const CLOCK_ORIGIN = 1_780_000_000_000;
-/** The engine's clock when the SYN comes (ms). */
-const SYN_AT = 5_000;
 
 /** The ISN clock at engine time `now`: 64 ns ticks of the wall clock, modulo 2^32. */
 function isnAt(now: number): number {
@@ -46,28 +48,6 @@ function isnAt(now: number): number {
 }
 
 const PLAIN_SYN: TcpOption[] = [{ mss: 1460 }, { nop: true }, { wscale: 7 }, { sackOk: true }];
-
-function fullnat(extra: Partial<ServiceSpec> = {}): Engine {
-  const e = new Engine(dataplaneSpec([
-    service("web", PROTO_TCP, 80, 8080, {
-      forward: "fullnat",
-      localAddresses: [LOCAL],
-      reals: [real(REAL1, 8080)],
-      ...extra,
-    }),
-  ]));
-  e.tsClock.origin = CLOCK_ORIGIN;
-  e.now = SYN_AT;
-  return e;
-}
-
-/** Asserts the TCP checksum of `pkt` (IPv4 header of 20 bytes) is a full recomputation's. */
-function assertRecomputed(pkt: Uint8Array): void {
-  assertChecksums(pkt, 0);
-  const copy = pkt.slice();
-  set16(copy, 36, 0);
-  assert.equal(get16(pkt, 36), l4Checksum(copy, 0, 20, copy.length - 20, PROTO_TCP));
-}
 
 /** Asserts the TCP checksum of a whole quoted segment (IPv4 header of 20 bytes) fits its bytes. */
 function assertQuoteChecksum(quoted: Uint8Array): void {
@@ -84,20 +64,12 @@ function icmpThrough(e: Engine, pkt: Uint8Array): Uint8Array {
   return r.pkt.slice(0, r.out);
 }
 
-/** Feeds the TCP segment `pkt` and returns what was written back, checked. */
-function through(e: Engine, pkt: Uint8Array): Uint8Array {
-  const r = feed(e, pkt);
-  assert.notEqual(r.out, DROP);
-  assertRecomputed(r.pkt.subarray(0, r.out));
-  return r.pkt.slice(0, r.out);
-}
-
 function clientSyn(options = PLAIN_SYN, isn = CLIENT_ISN): Uint8Array {
   return segment(CLIENT, CPORT, VIP, 80, TCP_SYN, { seq: isn, options });
 }
 
 Deno.test("FULLNAT without timestamps: the SYN's ISN is the director's clock, and the connection keeps the shift both ways", () => {
-  const e = fullnat();
+  const e = fullnatAtClock();
   const isn = isnAt(SYN_AT);
   const delta = (isn - CLIENT_ISN) >>> 0;
   const syn = through(e, clientSyn());
@@ -168,7 +140,7 @@ Deno.test("FULLNAT without timestamps: the SYN's ISN is the director's clock, an
 });
 
 Deno.test("FULLNAT with timestamps: the client's ISN goes to the real as it came", () => {
-  const e = fullnat();
+  const e = fullnatAtClock();
   const syn = through(
     e,
     clientSyn([{ mss: 1460 }, { sackOk: true }, { ts: [12345, 0] }, { nop: true }, {
@@ -190,7 +162,7 @@ Deno.test("FULLNAT with timestamps: the client's ISN goes to the real as it came
 });
 
 Deno.test("FULLNAT without timestamps: ISNs follow the clock, past the 2^53 of a double's integers", () => {
-  const e = fullnat();
+  const e = fullnatAtClock();
   const isns: number[] = [];
   // Half a millisecond apart: the clock ticks within a millisecond too.
   for (const [i, now] of [SYN_AT, SYN_AT + 0.5, SYN_AT + 1].entries()) {
@@ -207,7 +179,7 @@ Deno.test("FULLNAT without timestamps: ISNs follow the clock, past the 2^53 of a
 });
 
 Deno.test("FULLNAT without timestamps: a new SYN on a finished tuple takes a new shift", () => {
-  const e = fullnat();
+  const e = fullnatAtClock();
   const first = through(e, clientSyn());
   const lport = tcpSrcPort(first, 20);
   const isn = isnAt(SYN_AT);
@@ -245,7 +217,7 @@ Deno.test("FULLNAT without timestamps: a new SYN on a finished tuple takes a new
 });
 
 Deno.test("FULLNAT without timestamps and with TOA: the option goes in, seq shifted, checksum whole", () => {
-  const e = fullnat({ toa: true });
+  const e = fullnatAtClock({ toa: true });
   const syn = through(e, clientSyn());
   const isn = isnAt(SYN_AT);
   const lport = tcpSrcPort(syn, 20);
@@ -274,7 +246,7 @@ Deno.test("FULLNAT without timestamps and with TOA: the option goes in, seq shif
 });
 
 Deno.test("FULLNAT without timestamps: ICMP errors quote each end's own numbers", () => {
-  const e = fullnat();
+  const e = fullnatAtClock();
   const sent = clientSyn();
   const syn = through(e, sent);
   const isn = isnAt(SYN_AT);

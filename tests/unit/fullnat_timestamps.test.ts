@@ -9,11 +9,8 @@
  */
 
 import assert from "node:assert/strict";
-import { DROP, Engine } from "../../dataplane/engine.ts";
-import type { ServiceSpec } from "../../dataplane/service.ts";
-import { get16, get32, set16 } from "../../dataplane/wire/bytes.ts";
-import { l4Checksum } from "../../dataplane/wire/checksum.ts";
-import { ipDst, ipSrc, PROTO_TCP } from "../../dataplane/wire/ipv4.ts";
+import { get32 } from "../../dataplane/wire/bytes.ts";
+import { ipDst, ipSrc } from "../../dataplane/wire/ipv4.ts";
 import {
   TCP_ACK,
   TCP_FIN,
@@ -22,22 +19,24 @@ import {
   tcpDstPort,
   tcpSrcPort,
 } from "../../dataplane/wire/tcp.ts";
-import { CLIENT, dataplaneSpec, real, REAL1, service, VIP } from "../fixtures/dataplane_specs.ts";
-import { assertChecksums, feed } from "../fixtures/engine_harness.ts";
-import { addr } from "../fixtures/packets.ts";
+import { CLIENT, REAL1, VIP } from "../fixtures/dataplane_specs.ts";
 import { readOptions, segment, type TcpOption } from "../fixtures/tcp_segments.ts";
+import {
+  assertRecomputed,
+  CLOCK_ORIGIN,
+  fullnatAtClock,
+  LOCAL,
+  SYN_AT,
+  through,
+} from "../fixtures/fullnat_clock.ts";
 
-const LOCAL = addr("10.0.3.1");
 const CPORT = 40000;
 const CLIENT_ISN = 0x11223344;
 const REAL_ISN = 0x55667788;
 /** Near the top of the 32-bit space, so that the client's clock wraps within the test. */
 const CLIENT_TS = 0xffff_fff0;
 const REAL_TS = 777_777;
-/** The wall clock (ms since the epoch) at the engine clock's 0, in these tests. */
-const TS_CLOCK_ORIGIN = 1_780_000_000_000;
-/** The engine's clock when the SYN comes (ms). */
-const SYN_AT = 5_000;
+const TS_CLOCK_ORIGIN = CLOCK_ORIGIN;
 /** The director's clock then: the TSval the real sees in the SYN. */
 const SYN_TS = (TS_CLOCK_ORIGIN + SYN_AT) % 2 ** 32;
 
@@ -48,40 +47,6 @@ const SYN_OPTIONS: TcpOption[] = [
   { nop: true },
   { wscale: 7 },
 ];
-
-function fullnat(extra: Partial<ServiceSpec> = {}): Engine {
-  const e = new Engine(dataplaneSpec([
-    service("web", PROTO_TCP, 80, 8080, {
-      forward: "fullnat",
-      localAddresses: [LOCAL],
-      reals: [real(REAL1, 8080)],
-      ...extra,
-    }),
-  ]));
-  e.tsClock.origin = TS_CLOCK_ORIGIN;
-  e.now = SYN_AT;
-  return e;
-}
-
-/**
- * Asserts the TCP checksum of the segment in `pkt` (IPv4 header of 20 bytes) is the one a full
- * recomputation gives, besides the harness's verification of both checksums.
- */
-function assertRecomputed(pkt: Uint8Array): void {
-  assertChecksums(pkt, 0);
-  const copy = pkt.slice();
-  set16(copy, 36, 0);
-  assert.equal(get16(pkt, 36), l4Checksum(copy, 0, 20, copy.length - 20, PROTO_TCP));
-}
-
-/** Feeds `pkt` and returns what was written back, checked. */
-function through(e: Engine, pkt: Uint8Array): Uint8Array {
-  const r = feed(e, pkt);
-  assert.notEqual(r.out, DROP);
-  assert.equal(r.out, pkt.length);
-  assertRecomputed(r.pkt);
-  return r.pkt.slice();
-}
 
 function clientSyn(options = SYN_OPTIONS, port = CPORT): Uint8Array {
   return segment(CLIENT, port, VIP, 80, TCP_SYN, { seq: CLIENT_ISN, options });
@@ -99,7 +64,7 @@ function realSynAck(lport: number): Uint8Array {
 }
 
 Deno.test("FULLNAT: the SYN's TSval is the director's clock, and the connection keeps the shift both ways", () => {
-  const e = fullnat();
+  const e = fullnatAtClock();
   const delta = (SYN_TS - CLIENT_TS) >>> 0;
   const syn = through(e, clientSyn());
   assert.equal(ipSrc(syn, 0), LOCAL);
@@ -168,7 +133,7 @@ Deno.test("FULLNAT: the SYN's TSval is the director's clock, and the connection 
 });
 
 Deno.test("FULLNAT: SYNs carry the director's clock, newer each time, whatever the clients' clocks", () => {
-  const e = fullnat();
+  const e = fullnatAtClock();
   // A client clock far ahead, then one far behind: the real sees the director's clock only.
   const tsvals: number[] = [];
   for (const [i, clientTs] of [3_000_000_000, 10, 2_000_000_000].entries()) {
@@ -183,7 +148,7 @@ Deno.test("FULLNAT: SYNs carry the director's clock, newer each time, whatever t
 });
 
 Deno.test("FULLNAT: a SYN without timestamps keeps its options, and its connection any timestamps", () => {
-  const e = fullnat();
+  const e = fullnatAtClock();
   const plain: TcpOption[] = [{ mss: 1460 }, { nop: true }, { wscale: 7 }];
   const sent = clientSyn(plain);
   const syn = through(e, sent);
@@ -213,7 +178,7 @@ Deno.test("FULLNAT: a SYN without timestamps keeps its options, and its connecti
 });
 
 Deno.test("FULLNAT: a new SYN on a finished tuple takes a new shift from the clock", () => {
-  const e = fullnat();
+  const e = fullnatAtClock();
   const first = through(e, clientSyn());
   const lport = tcpSrcPort(first, 20);
   // The connection ends both ways (the real first), as HTTP/1.0 does.
@@ -270,7 +235,7 @@ Deno.test("FULLNAT: a new SYN on a finished tuple takes a new shift from the clo
 });
 
 Deno.test("FULLNAT with TOA: the option goes in and the timestamp is translated, checksum whole", () => {
-  const e = fullnat({ toa: true });
+  const e = fullnatAtClock({ toa: true });
   const syn = through(e, clientSyn());
   const lport = tcpSrcPort(syn, 20);
   const synAck = through(
