@@ -50,6 +50,8 @@ export interface ServiceMetrics {
   protocol: string;
   vip: string;
   port: number;
+  /** The firewall mark of a firewall-mark service (ipvsadm -f); absent for a VIP service. */
+  fwmark?: number;
   scheduler: string;
   forward: string;
   reals: RealMetrics[];
@@ -150,6 +152,7 @@ export async function collectMetricsSnapshot(
       protocol: svc.protocol,
       vip: svc.vip,
       port: svc.port,
+      ...(svc.fwmark === undefined ? {} : { fwmark: svc.fwmark }),
       scheduler: svc.scheduler,
       forward: svc.forward,
       reals: svc.reals.map((r): RealMetrics => {
@@ -283,10 +286,13 @@ export function renderMetrics(snapshot: MetricsSnapshot): string {
     "Virtual services: protocol, VIP, port, scheduler and forwarding method; value 1.",
   );
   for (const s of snapshot.services) {
+    // A firewall-mark service has no VIP of its own: it is named by its mark (node_exporter's
+    // IPVS collector likewise labels `local_mark`), and `vip` stays empty.
     info.sample(1, {
       service: s.name,
       protocol: s.protocol,
-      vip: s.vip,
+      vip: s.fwmark === undefined ? s.vip : "",
+      fwmark: s.fwmark === undefined ? "" : String(s.fwmark),
       port: s.port,
       scheduler: s.scheduler,
       forward: s.forward,

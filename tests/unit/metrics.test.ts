@@ -439,6 +439,31 @@ function fullSnapshot(): MetricsSnapshot {
   };
 }
 
+Deno.test("metrics: a firewall-mark service is labelled by its mark, with no VIP", async () => {
+  const config = parseConfig(
+    CONFIG + `  - name: mark
+    fwmark: 6666
+    scheduler: rr
+    persistence: { timeout: 3000 }
+    reals:
+      - { address: 10.10.10.11 }
+`,
+    "test.yaml",
+  );
+  const engine = new Engine({ ...compileDataplaneSpec(config), maxConnections: 64 });
+  const requests = new DataplaneRequests(engine);
+  const snapshot = await collectMetricsSnapshot(
+    (name, params) => Promise.resolve(requests.answer(name, params, engine.now)),
+    config,
+  );
+  const page = parseExposition(renderMetrics(snapshot));
+  assert.equal(value(page, "tunvs_service_info", { service: "mark", fwmark: "6666", vip: "" }), 1);
+  assert.equal(
+    value(page, "tunvs_service_info", { service: "web", fwmark: "", vip: "192.168.1.31" }),
+    1,
+  );
+});
+
 Deno.test("metrics: health, synproxy, config and unknown counters render under sensible names", () => {
   const text = renderMetrics(fullSnapshot());
   const page = parseExposition(text);
