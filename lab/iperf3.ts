@@ -2,9 +2,9 @@
  * iperf3 in the lab: a long-running server in a real's namespace, and client runs whose JSON
  * report is parsed into the receiver's figures, with the CPU time the client process used.
  */
-import { type Lab, OutputCollector } from "./netns.ts";
+import type { Lab } from "./netns.ts";
 import { parseProcStat } from "./proc_cpu.ts";
-import { type LabServer, serverHandle, waitForTcp, waitReady } from "./servers.ts";
+import { type LabServer, startTcpServerProcess } from "./servers.ts";
 
 /** The iperf3 binary Debian installs. */
 export const IPERF3_BIN = "/usr/bin/iperf3";
@@ -20,21 +20,15 @@ export async function startIperf3Server(
   address?: string,
 ): Promise<LabServer> {
   const bind = address === undefined ? [] : ["-B", address];
-  const child = lab.spawn(role, [IPERF3_BIN, "-s", "-p", String(port), ...bind], {
-    stdout: "null",
-    stderr: "piped",
-  });
-  const stderr = new OutputCollector(child.stderr, 64 << 10);
-  const server = serverHandle(role, port, child, stderr);
-  await waitReady(
+  return await startTcpServerProcess(
     lab,
     role,
-    child,
-    stderr,
+    [IPERF3_BIN, "-s", "-p", String(port), ...bind],
+    port,
     "iperf3 server",
-    () => waitForTcp(lab, role, address ?? "127.0.0.1", port, 300).then(() => true, () => false),
+    300,
+    address,
   );
-  return server;
 }
 
 /** What one iperf3 client run measured, as its receiver saw it. */

@@ -149,7 +149,7 @@ export function serverHandle(
 
 /**
  * Spawns `cmd` in `role`'s namespace as a TCP server on `port` and waits until it accepts
- * connections on 127.0.0.1 there (polling every `pollMs`); throws with its stderr if it does not.
+ * connections on `address` there (polling every `pollMs`); throws with its stderr if it does not.
  */
 export async function startTcpServerProcess(
   lab: Lab,
@@ -158,6 +158,7 @@ export async function startTcpServerProcess(
   port: number,
   what: string,
   pollMs = 200,
+  address = "127.0.0.1",
 ): Promise<LabServer> {
   const child = lab.spawn(role, cmd, { stdout: "null", stderr: "piped" });
   const stderr = new OutputCollector(child.stderr, 64 << 10);
@@ -168,7 +169,7 @@ export async function startTcpServerProcess(
     child,
     stderr,
     what,
-    () => waitForTcp(lab, role, "127.0.0.1", port, pollMs).then(() => true, () => false),
+    () => waitForTcp(lab, role, address, port, pollMs).then(() => true, () => false),
   );
   return server;
 }

@@ -36,9 +36,8 @@ const REAL_ISN = 0x55667788;
 /** Near the top of the 32-bit space, so that the client's clock wraps within the test. */
 const CLIENT_TS = 0xffff_fff0;
 const REAL_TS = 777_777;
-const TS_CLOCK_ORIGIN = CLOCK_ORIGIN;
 /** The director's clock then: the TSval the real sees in the SYN. */
-const SYN_TS = (TS_CLOCK_ORIGIN + SYN_AT) % 2 ** 32;
+const SYN_TS = (CLOCK_ORIGIN + SYN_AT) % 2 ** 32;
 
 const SYN_OPTIONS: TcpOption[] = [
   { mss: 1460 },

@@ -218,11 +218,8 @@ Deno.test("merged stats sum the workers' counters and keep a per-worker view", (
 });
 
 Deno.test("merged traffic sums counters and rates", () => {
-  const t = (n: number): ServiceTrafficStats[] => [{
-    name: "web",
-    protocol: "TCP",
-    vip: "192.168.1.31",
-    port: 80,
+  // Every counter and rate of a service and of its real at `n`.
+  const figures = (n: number) => ({
     conns: n,
     inPkts: n,
     outPkts: n,
@@ -233,20 +230,14 @@ Deno.test("merged traffic sums counters and rates", () => {
     outPps: n,
     inBps: n,
     outBps: n,
-    reals: [{
-      address: "10.10.10.11",
-      port: 8080,
-      conns: n,
-      inPkts: n,
-      outPkts: n,
-      inBytes: n,
-      outBytes: n,
-      cps: n,
-      inPps: n,
-      outPps: n,
-      inBps: n,
-      outBps: n,
-    }],
+  });
+  const t = (n: number): ServiceTrafficStats[] => [{
+    name: "web",
+    protocol: "TCP",
+    vip: "192.168.1.31",
+    port: 80,
+    ...figures(n),
+    reals: [{ address: "10.10.10.11", port: 8080, ...figures(n) }],
   } as ServiceTrafficStats];
   const m = mergeTraffic([t(1), t(2)]);
   assert.equal(m[0].conns, 3);
